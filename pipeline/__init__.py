@@ -1,0 +1,14 @@
+"""Pure image work: DICOM series -> volume -> resample -> synthesize -> detect -> encode.
+
+Imports neither `dicom_node` nor `training`; touches no network and no database.
+"""
+
+from pipeline.types import Lesion, OutputFile, PipelineResult, Recipe
+
+__all__ = ["Lesion", "OutputFile", "PipelineResult", "Recipe", "run"]
+
+
+def run(*args, **kwargs):  # re-exported lazily so importing `pipeline` stays cheap (no torch)
+    from pipeline.run import run as _run
+
+    return _run(*args, **kwargs)
