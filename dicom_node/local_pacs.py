@@ -1,0 +1,69 @@
+"""A minimal Storage SCP that stands in for the PACS in `vpet demo` and in tests.
+
+It keeps every instance it receives as a file, so what came back can be inspected exactly as
+a PACS would have stored it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+
+from dicom_node.storage import is_valid_uid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LocalPACS:
+    """Storage SCP on 127.0.0.1:`port` writing received instances under `folder`."""
+
+    folder: Path
+    port: int
+    ae_title: str = "LOCALPACS"
+    received: list[Path] = field(default_factory=list)
+    _server: object | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> LocalPACS:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ae = AE(ae_title=self.ae_title)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(
+                context.abstract_syntax, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+            )
+        ae.add_supported_context(Verification)
+        handlers = [(evt.EVT_C_STORE, self._on_store)]
+        self._server = ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=handlers)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    def _on_store(self, event) -> int:
+        uid = str(event.request.AffectedSOPInstanceUID)
+        if not is_valid_uid(uid):
+            return 0xC210
+        path = self.folder / f"{uid}.dcm"
+        path.write_bytes(event.encoded_dataset())
+        with self._lock:
+            self.received.append(path)
+        return 0x0000
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.received)
+
+    def __enter__(self) -> LocalPACS:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
