@@ -8,7 +8,8 @@ from pipeline.types import Lesion, OutputFile, PipelineResult, Recipe
 __all__ = ["Lesion", "OutputFile", "PipelineResult", "Recipe", "run"]
 
 
-def run(*args, **kwargs):  # re-exported lazily so importing `pipeline` stays cheap (no torch)
-    from pipeline.run import run as _run
+def run(*args, **kwargs) -> PipelineResult:
+    """`pipeline.runner.run`, imported on first use so `import pipeline` stays cheap (no torch)."""
+    from pipeline.runner import run as _run
 
     return _run(*args, **kwargs)
