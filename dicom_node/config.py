@@ -1,0 +1,267 @@
+"""Node configuration: pydantic models validated from YAML.
+
+Why: one typed object is passed everywhere (no settings at import time), and a bad file fails
+at start-up with a message naming the offending key, e.g.
+``destinations.pacs.port: Input should be a valid integer``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pipeline.errors import ConfigError
+from pipeline.types import Recipe
+
+logger = logging.getLogger(__name__)
+
+_AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash, 1..16 chars
+
+
+def _check_ae(value: str) -> str:
+    if not _AE_RE.match(value) or not value.strip():
+        raise ValueError("AE title must be 1-16 printable characters without backslash")
+    return value.strip()
+
+
+AETitle = Annotated[str, AfterValidator(_check_ae)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NodeSettings(_Model):
+    """Our own DICOM identity and listening socket."""
+
+    ae_title: AETitle = "VPET"
+    host: str = "127.0.0.1"
+    port: int = Field(11112, ge=0, le=65535)
+    max_pdu: int = Field(262144, ge=0)
+
+
+class Peer(_Model):
+    """A calling AE allowed to associate; `host` optionally pins its IP address."""
+
+    ae_title: AETitle
+    host: str | None = None
+
+
+class Destination(_Model):
+    """A remote Storage SCP that receives our results."""
+
+    ae_title: AETitle
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
+class Match(_Model):
+    """Conditions of a rule; every given field must match, omitted fields match anything."""
+
+    modality: str | None = None
+    series_description: str | None = None  # regular expression, searched case-insensitively
+    calling_ae: str | None = None
+    called_ae: str | None = None
+    body_part: str | None = None
+
+    @field_validator("series_description")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from exc
+        return value
+
+
+class Rule(_Model):
+    """Route matching series to a recipe and a list of destinations."""
+
+    name: str
+    match: Match = Field(default_factory=Match)
+    recipe: str
+    destinations: list[str] = Field(default_factory=list)
+
+
+class RecipeSettings(_Model):
+    """A pipeline recipe; converted to `pipeline.types.Recipe` by `Config.recipe`."""
+
+    modality: Literal["CT", "MR"]
+    model: Path | None = None  # package folder; null = shipped demo package
+    units: str = "SUVbw"
+    lesion_threshold: float = Field(2.5, gt=0)
+    min_lesion_volume_ml: float = Field(0.1, ge=0)
+
+
+def _default_recipes() -> dict[str, RecipeSettings]:
+    return {
+        "ct-to-pet": RecipeSettings(modality="CT", units="SUVbw"),
+        "mr-to-pet": RecipeSettings(modality="MR", units="SUVR"),
+    }
+
+
+class StorageSettings(_Model):
+    path: Path = Path("./vpet-data")
+
+
+class DatabaseSettings(_Model):
+    url: str | None = None  # None: sqlite file under storage.path
+
+
+class SeriesSettings(_Model):
+    timeout_s: float = Field(5.0, gt=0)
+
+
+class WorkerSettings(_Model):
+    count: int = Field(1, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    lease_s: float = Field(600.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    poll_s: float = Field(0.5, gt=0)
+
+
+class SenderSettings(_Model):
+    retries: int = Field(3, ge=0)
+    backoff_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    calling_ae: str | None = None  # None: node.ae_title
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class LoggingSettings(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    phi: bool = False  # True allows patient names in logs
+
+
+class Config(_Model):
+    """The whole node configuration."""
+
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    allowed_peers: list[Peer] = Field(default_factory=list)
+    destinations: dict[str, Destination] = Field(default_factory=dict)
+    rules: list[Rule] = Field(default_factory=list)
+    recipes: dict[str, RecipeSettings] = Field(default_factory=dict)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    series: SeriesSettings = Field(default_factory=SeriesSettings)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    sender: SenderSettings = Field(default_factory=SenderSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        merged = _default_recipes()
+        merged.update(self.recipes)
+        self.recipes = merged
+        for i, rule in enumerate(self.rules):
+            if rule.recipe not in self.recipes:
+                raise ValueError(
+                    f"rules.{i}.recipe: unknown recipe {rule.recipe!r}; known: {sorted(self.recipes)}"
+                )
+            for name in rule.destinations:
+                if name not in self.destinations:
+                    raise ValueError(
+                        f"rules.{i}.destinations: unknown destination {name!r}; "
+                        f"known: {sorted(self.destinations)}"
+                    )
+        return self
+
+    # -- derived values ------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.storage.path / 'vpet.sqlite3').resolve()}"
+
+    @property
+    def incoming_dir(self) -> Path:
+        return self.storage.path / "incoming"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.storage.path / "outbox"
+
+    @property
+    def sender_calling_ae(self) -> str:
+        return self.sender.calling_ae or self.node.ae_title
+
+    def recipe(self, name: str) -> Recipe:
+        """The pipeline `Recipe` for a configured recipe name."""
+        r = self.recipes[name]
+        return Recipe(
+            name=name,
+            modality=r.modality,
+            model=r.model,
+            units=r.units,
+            lesion_threshold=r.lesion_threshold,
+            min_lesion_volume_ml=r.min_lesion_volume_ml,
+        )
+
+    @classmethod
+    def embedded_defaults(cls, base_dir: Path | str, **overrides: object) -> Config:
+        """A self-contained config (SQLite + folders under `base_dir`) for demo and tests."""
+        data: dict = {"storage": {"path": str(base_dir)}, "node": {"port": 0}}
+        data.update(overrides)
+        return cls.model_validate(data)
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        msg = msg.removeprefix("Value error, ")
+        # model-level validators already name their key in the message
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(lines)
+
+
+def parse_config(data: object, source: str = "<config>") -> Config:
+    """Validate already-loaded YAML data; raise ConfigError naming the offending key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_format_errors(exc)}") from None
+    return config
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a YAML config file; relative storage paths resolve against its folder."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    config = parse_config(data, str(path))
+    if not config.storage.path.is_absolute():
+        config.storage.path = (path.parent / config.storage.path).resolve()
+    for recipe in config.recipes.values():
+        if recipe.model is not None and not recipe.model.is_absolute():
+            recipe.model = (path.parent / recipe.model).resolve()
+    return config
+
+
+def warn_open_peers(config: Config) -> None:
+    """Log once at start-up when any calling AE is accepted."""
+    if not config.allowed_peers:
+        logger.warning("allowed_peers is empty: accepting associations from any calling AE")

@@ -1,0 +1,203 @@
+"""The node's receiving side: a pynetdicom AE answering C-ECHO and C-STORE.
+
+Why: Success is returned only after the instance is on disk and in the database; every
+failure becomes a DICOM status plus a log line naming association, SOP Instance UID and reason,
+and the server keeps serving. Work here stays light: parse the header, write bytes, one commit.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import uuid
+from io import BytesIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
+from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicom_node.config import Config
+from dicom_node.db import Database, record_event
+from dicom_node.records import ReceivedInstance, mark_released, record_instance
+from dicom_node.storage import store_instance, validate_uid
+from pipeline.errors import InputError, OutOfResources, VpetError
+
+logger = logging.getLogger(__name__)
+
+UNCOMPRESSED = [
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still seen)
+]
+
+_HEADER_TAGS = [
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
+    "SeriesDescription", "BodyPartExamined",
+]
+_REQUIRED = {
+    "SOPInstanceUID": "(0008,0018)",
+    "StudyInstanceUID": "(0020,000D)",
+    "SeriesInstanceUID": "(0020,000E)",
+}
+
+
+def peer_label(assoc: Association) -> str:
+    """`CALLING->CALLED@ip:port`: how an association is named in logs and events."""
+    rq = assoc.requestor
+    calling, called = calling_called(assoc)
+    return f"{calling}->{called}@{rq.address}:{rq.port}"
+
+
+def calling_called(assoc: Association) -> tuple[str, str]:
+    """Calling and called AE titles from the A-ASSOCIATE-RQ (set before negotiation ends)."""
+    primitive = assoc.requestor.primitive
+    if primitive is None:
+        return assoc.requestor.ae_title.strip(), "?"
+    return str(primitive.calling_ae_title).strip(), str(primitive.called_ae_title).strip()
+
+
+def parse_header(data: bytes) -> Dataset:
+    """Read only the header attributes the node needs; InputError when it is not DICOM."""
+    try:
+        ds = pydicom.dcmread(BytesIO(data), stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        for keyword in _HEADER_TAGS:  # force conversion of the raw elements now
+            getattr(ds, keyword, None)
+    except Exception as exc:
+        raise InputError(f"cannot parse dataset: {type(exc).__name__}: {exc}") from exc
+    for keyword, tag in _REQUIRED.items():
+        if not str(getattr(ds, keyword, "") or "").strip():
+            raise InputError(f"missing {tag} {keyword}")
+    return ds
+
+
+class StorageSCP:
+    """C-ECHO/C-STORE acceptor bound to the config; `start()` returns immediately."""
+
+    def __init__(self, config: Config, db: Database) -> None:
+        self.config = config
+        self.db = db
+        self._server: ThreadedAssociationServer | None = None
+        self._keys: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._allowed = {(p.ae_title, p.host) for p in config.allowed_peers}
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        node = self.config.node
+        ae = AE(ae_title=node.ae_title)
+        ae.maximum_pdu_size = node.max_pdu
+        ae.require_called_aet = True
+        ae.add_supported_context(Verification, UNCOMPRESSED)
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, UNCOMPRESSED)
+        handlers = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_RELEASED, self._on_ended),
+            (evt.EVT_ABORTED, self._on_ended),
+            (evt.EVT_CONN_CLOSE, self._on_ended),
+        ]
+        self._server = ae.start_server((node.host, node.port), block=False, evt_handlers=handlers)
+        logger.info("SCP %s listening on %s:%d", node.ae_title, node.host, self.port)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when the config asked for port 0)."""
+        if self._server is None:
+            return self.config.node.port
+        return int(self._server.server_address[1])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+            logger.info("SCP stopped")
+
+    # -- association checks --------------------------------------------------------------
+    def is_allowed(self, calling_ae: str, address: str) -> bool:
+        """Empty allow-list accepts anyone; otherwise AE must match and host if one is given."""
+        if not self._allowed:
+            return True
+        return any(ae == calling_ae.strip() and (host is None or host == address)
+                   for ae, host in self._allowed)
+
+    def _on_requested(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        calling, _called = calling_called(assoc)
+        address = assoc.requestor.address
+        if self.is_allowed(calling, address):
+            return
+        reason = f"calling AE {calling!r} from {address} is not in allowed_peers"
+        logger.warning("rejecting association %s: %s", peer_label(assoc), reason)
+        record_event(self.db, "peer_rejected", reason, peer=peer_label(assoc))
+        assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE unknown
+        assoc.kill()
+
+    # -- DIMSE handlers ------------------------------------------------------------------
+    def _on_echo(self, event: evt.Event) -> int:
+        logger.debug("C-ECHO from %s", peer_label(event.assoc))
+        return 0x0000
+
+    def _assoc_key(self, assoc: Association) -> str:
+        with self._lock:
+            return self._keys.setdefault(id(assoc), uuid.uuid4().hex)
+
+    def _on_store(self, event: evt.Event) -> int:
+        assoc = event.assoc
+        label = peer_label(assoc)
+        sop_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
+        try:
+            data = event.encoded_dataset(include_meta=True)
+            ds = parse_header(data)
+            sop_uid = str(ds.SOPInstanceUID)
+            series_uid = validate_uid(ds.SeriesInstanceUID, "SeriesInstanceUID")
+            study_uid = validate_uid(ds.StudyInstanceUID, "StudyInstanceUID")
+            sop_uid = validate_uid(ds.SOPInstanceUID, "SOPInstanceUID")
+            path = store_instance(self.config.incoming_dir, study_uid, series_uid, sop_uid, data)
+            record_instance(self.db, ReceivedInstance(
+                sop_instance_uid=sop_uid, series_uid=series_uid, study_uid=study_uid,
+                sop_class=str(getattr(ds, "SOPClassUID", "") or event.request.AffectedSOPClassUID),
+                path=str(path), calling_ae=calling_called(assoc)[0],
+                called_ae=calling_called(assoc)[1],
+                assoc_key=self._assoc_key(assoc),
+                modality=str(getattr(ds, "Modality", "") or ""),
+                description=str(getattr(ds, "SeriesDescription", "") or ""),
+                body_part=str(getattr(ds, "BodyPartExamined", "") or ""),
+            ))
+        except VpetError as exc:
+            return self._fail(label, sop_uid, exc, exc.dicom_status, "bad_input")
+        except OSError as exc:
+            status = 0xA700 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 0xC211
+            err = OutOfResources(str(exc)) if status == 0xA700 else exc
+            return self._fail(label, sop_uid, err, status, "store_error")
+        except Exception as exc:
+            logger.exception("C-STORE %s from %s: unexpected error", sop_uid, label)
+            return self._fail(label, sop_uid, exc, 0xC211, "store_error")
+        logger.debug("C-STORE %s from %s stored at %s", sop_uid, label, path)
+        return 0x0000
+
+    def _fail(self, label: str, sop_uid: str, exc: BaseException, status: int, kind: str) -> int:
+        reason = str(exc) or type(exc).__name__
+        logger.error("C-STORE %s from %s refused with 0x%04X: %s", sop_uid or "?", label,
+                     status, reason)
+        record_event(self.db, kind, reason, sop_instance_uid=sop_uid or None, peer=label)
+        return status
+
+    def _on_ended(self, event: evt.Event) -> None:
+        with self._lock:
+            key = self._keys.pop(id(event.assoc), None)
+        if key is None:
+            return
+        try:
+            count = mark_released(self.db, key)
+            logger.debug("association %s ended; %d series released", peer_label(event.assoc),
+                         count)
+        except Exception:
+            logger.exception("could not mark series of %s as released", peer_label(event.assoc))

@@ -1,0 +1,218 @@
+"""Worker: claims jobs, runs the pipeline with a warm model, hands outputs to the sender.
+
+Why: image work runs in its own process (spawned, never in an association thread) so a slow
+or crashing pipeline cannot stall reception. The lease is renewed while a job runs; if the
+process dies, another worker reclaims the job after the lease ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from dicom_node.config import Config
+from dicom_node.db import Database, Job
+from dicom_node.jobs import claim_job, renew_lease, update_job
+from dicom_node.records import series_files
+from dicom_node.sender import deliver
+from pipeline.errors import VpetError
+from pipeline.types import PipelineResult, Recipe
+
+logger = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    """What the worker calls for one job; production uses `pipeline.run`."""
+
+    def __call__(self, files: list[Path], out_dir: Path, *, recipe: Recipe, model: Any,
+                 device: str) -> PipelineResult: ...
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu"."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pipeline_runner(files: list[Path], out_dir: Path, *, recipe: Recipe, model: Any,
+                    device: str) -> PipelineResult:
+    """The production runner: `pipeline.run` (imported lazily: torch is heavy)."""
+    import pipeline
+
+    return pipeline.run(files, out_dir, recipe=recipe, model=model, device=device, preview=True)
+
+
+def load_model(recipe: Recipe, device: str) -> Any:
+    """Load the recipe's model package once (None = shipped demo package)."""
+    from pipeline.models import load_package
+
+    return load_package(recipe.model, device=device)
+
+
+class _Heartbeat(threading.Thread):
+    """Renews a job's lease every third of its length while the job runs."""
+
+    def __init__(self, db: Database, job_id: int, owner: str, lease_s: float) -> None:
+        super().__init__(name=f"lease-{job_id}", daemon=True)
+        self.db, self.job_id, self.owner, self.lease_s = db, job_id, owner, lease_s
+        self.done = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        while not self.done.wait(self.lease_s / 3):
+            try:
+                if not renew_lease(self.db, self.job_id, self.owner, self.lease_s):
+                    self.lost = True
+                    logger.error("job %d: lease lost", self.job_id)
+                    return
+            except Exception:
+                logger.exception("job %d: lease renewal failed", self.job_id)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, VpetError):
+        return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Worker:
+    """Job loop for one process. `run_one()` is usable in-process (tests); `run()` loops."""
+
+    def __init__(self, config: Config, *, db: Database | None = None, owner: str | None = None,
+                 runner: Runner | None = None,
+                 model_loader: Callable[[Recipe, str], Any] | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.config = config
+        self.db = db or Database(config.database_url)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self.runner: Runner = runner or pipeline_runner
+        self.model_loader = model_loader or (load_model if runner is None else (lambda r, d: None))
+        self.stop = stop or threading.Event()
+        self._device: str | None = None
+        self._models: dict[Path | None, Any] = {}
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = resolve_device(self.config.workers.device)
+            logger.info("worker %s uses device %s", self.owner, self._device)
+        return self._device
+
+    def model_for(self, recipe: Recipe) -> Any:
+        """Warm model cache keyed by package path: loaded once per process."""
+        if recipe.model not in self._models:
+            t0 = time.perf_counter()
+            self._models[recipe.model] = self.model_loader(recipe, self.device)
+            logger.info("model %s loaded in %.2f s", recipe.model or "demo package",
+                        time.perf_counter() - t0)
+        return self._models[recipe.model]
+
+    def run(self) -> None:
+        logger.info("worker %s started", self.owner)
+        while not self.stop.is_set():
+            try:
+                worked = self.run_one()
+            except Exception:
+                logger.exception("worker %s: job loop error", self.owner)
+                worked = False
+            if not worked:
+                self.stop.wait(self.config.workers.poll_s)
+        logger.info("worker %s stopped", self.owner)
+
+    def run_one(self) -> bool:
+        """Claim and process one job; False when none was waiting."""
+        w = self.config.workers
+        job = claim_job(self.db, self.owner, w.lease_s, w.max_attempts)
+        if job is None:
+            return False
+        beat = _Heartbeat(self.db, job.id, self.owner, w.lease_s)
+        beat.start()
+        try:
+            self._process(job)
+        except Exception as exc:
+            reason = _describe(exc)
+            logger.exception("job %d failed: %s", job.id, reason)
+            update_job(self.db, job.id, self.owner, state="failed", reason=reason)
+        finally:
+            beat.done.set()
+        return True
+
+    def _process(self, job: Job) -> None:
+        logger.info("job %d: series %s v%d, recipe %s", job.id, job.series_uid,
+                    job.series_version, job.recipe)
+        outputs = job.outputs or []
+        if not (outputs and all(Path(o["path"]).is_file() for o in outputs)):
+            outputs = self._synthesize(job)
+        errors = deliver(self.config, self.db, job.id, job.destinations, outputs, self.stop)
+        if errors:
+            reason = "; ".join(errors)
+            logger.error("job %d failed: %s", job.id, reason)
+            update_job(self.db, job.id, self.owner, state="failed", reason=reason)
+        else:
+            logger.info("job %d done: %d output(s) to %s", job.id, len(outputs),
+                        ", ".join(job.destinations) or "no destination")
+            update_job(self.db, job.id, self.owner, state="done", reason=None)
+
+    def _synthesize(self, job: Job) -> list[dict]:
+        files = [Path(p) for p in series_files(self.db, job.series_uid)]
+        if not files:
+            raise VpetError(f"series {job.series_uid} has no stored instances")
+        recipe = self.config.recipe(job.recipe)
+        out_dir = self.config.outbox_dir / str(job.id)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        t0 = time.perf_counter()
+        model = self.model_for(recipe)
+        result = self.runner(files, out_dir, recipe=recipe, model=model, device=self.device)
+        timings = {k: round(float(v), 4) for k, v in (result.timings or {}).items()}
+        timings["job_total_s"] = round(time.perf_counter() - t0, 4)
+        outputs = [
+            {"path": str(o.path), "kind": o.kind, "sop_class_uid": o.sop_class_uid,
+             "sop_instance_uid": o.sop_instance_uid,
+             "series_instance_uid": o.series_instance_uid}
+            for o in result.outputs
+        ]
+        if not update_job(self.db, job.id, self.owner, state="sending", outputs=outputs,
+                          timings=timings):
+            raise VpetError(f"job {job.id}: lease lost before sending")
+        logger.info("job %d: %d output(s), %d lesion(s) in %.2f s", job.id, len(outputs),
+                    len(result.lesions), timings["job_total_s"])
+        return outputs
+
+
+def worker_main(config_data: dict, name: str, stop: Any, runner: Runner | None = None,
+                log_level: str = "INFO") -> None:
+    """Entry point of a spawned worker process (the config travels as plain data)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=log_level,
+                            format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    config = Config.model_validate(config_data)
+    owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
+    Worker(config, owner=owner, runner=runner, stop=stop).run()
+
+
+def spawn_worker(config: Config, index: int, stop: Any, runner: Runner | None = None) -> Any:
+    """Start one worker process with the spawn start method (safe with threads and CUDA)."""
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(
+        target=worker_main, name=f"vpet-worker-{index}",
+        args=(config.model_dump(mode="json"), f"w{index}", stop, runner, config.logging.level),
+        daemon=False,
+    )
+    proc.start()
+    return proc
