@@ -11,7 +11,6 @@ import logging
 import shutil
 import socket
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,6 +163,14 @@ def run_demo(out_dir: Path, *, seed: int = 7, shape: tuple[int, int, int] = (80,
     return report
 
 
+def _measure(lesion: dict, word: str) -> str:
+    """The first measurement whose concept name contains `word`, formatted, or '-'."""
+    for key, value in lesion.items():
+        if key != "tracking_id" and word in key.lower():
+            return f"{value[0]:.2f}"
+    return "-"
+
+
 def print_report(report: DemoReport, console=None) -> None:
     """Human-readable summary: what came back, the lesions, and seconds per stage."""
     from rich.console import Console
@@ -182,13 +189,8 @@ def print_report(report: DemoReport, console=None) -> None:
     for col in ("Lesion", "SUVmax", "SUVmean", "Volume (ml)"):
         lesions.add_column(col)
     for i, lesion in enumerate(report.lesions, 1):
-        def value(*names: str) -> str:
-            for key, (number, _unit) in ((k, v) for k, v in lesion.items() if k != "tracking_id"):
-                if any(n.lower() in key.lower() for n in names):
-                    return f"{number:.2f}"
-            return "-"
-        lesions.add_row(lesion.get("tracking_id", str(i)), value("max"), value("mean"),
-                        value("volume"))
+        lesions.add_row(lesion.get("tracking_id", str(i)), _measure(lesion, "max"),
+                        _measure(lesion, "mean"), _measure(lesion, "volume"))
     console.print(lesions if report.lesions else "No lesion above the threshold was reported.")
     timing = Table(title="Seconds per stage")
     timing.add_column("Stage")

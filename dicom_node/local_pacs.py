@@ -10,6 +10,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, AllStoragePresentationContexts, evt
@@ -31,7 +32,7 @@ class LocalPACS:
     _server: object | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self) -> LocalPACS:
+    def start(self) -> Self:
         self.folder.mkdir(parents=True, exist_ok=True)
         ae = AE(ae_title=self.ae_title)
         for context in AllStoragePresentationContexts:
@@ -62,7 +63,7 @@ class LocalPACS:
         with self._lock:
             return len(self.received)
 
-    def __enter__(self) -> LocalPACS:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
