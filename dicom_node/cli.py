@@ -220,13 +220,18 @@ def run_cmd(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder.")] = Path("vpet-demo"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder.")] = Path("demo-output"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """End-to-end demo: phantom CT -> node -> virtual PET -> local PACS."""
-    from dicom_node.demo import run_demo
+    from dicom_node.demo import print_report, run_demo
 
-    run_demo(out, device=device)
+    logging.getLogger().setLevel(logging.WARNING)  # the report below says what happened
+    typer.echo("Running the end-to-end demo (synthetic CT -> node -> local PACS)...")
+    report = run_demo(out, device=device)
+    print_report(report)
+    if report.job_state != "done":
+        raise typer.Exit(1)
 
 
 @phantoms_app.command("make")

@@ -105,6 +105,7 @@ class RecipeSettings(_Model):
     units: str = "SUVbw"
     lesion_threshold: float = Field(2.5, gt=0)
     min_lesion_volume_ml: float = Field(0.1, ge=0)
+    max_lesion_volume_ml: float = Field(100.0, gt=0)  # larger hot regions are organs
 
 
 def _default_recipes() -> dict[str, RecipeSettings]:
@@ -209,6 +210,7 @@ class Config(_Model):
             units=r.units,
             lesion_threshold=r.lesion_threshold,
             min_lesion_volume_ml=r.min_lesion_volume_ml,
+            max_lesion_volume_ml=r.max_lesion_volume_ml,
         )
 
     @classmethod

@@ -71,7 +71,16 @@ def demo_config(base: Path, node_port: int, pacs_port: int, device: str) -> Conf
                 "destinations": ["pacs"]}],
         series={"timeout_s": 1.0},
         workers={"count": 1, "device": device},
+        logging={"level": "WARNING"},
     )
+
+
+def _derivation(item: pydicom.Dataset) -> str:
+    """The 'Derivation' concept modifier of a NUM item (e.g. Maximum, Mean), or ''."""
+    for child in item.get("ContentSequence", []):
+        if child.ConceptNameCodeSequence[0].CodeMeaning == "Derivation":
+            return child.ConceptCodeSequence[0].CodeMeaning
+    return ""
 
 
 def _lesions_from_sr(path: Path) -> list[dict]:
@@ -92,7 +101,8 @@ def _lesions_from_sr(path: Path) -> list[dict]:
             if current is not None and item.ValueType == "NUM":
                 mv = item.MeasuredValueSequence[0]
                 unit = mv.MeasurementUnitsCodeSequence[0].CodeValue
-                current[name] = (float(mv.NumericValue), unit)
+                current[f"{name} {_derivation(item)}".strip()] = (float(mv.NumericValue), unit)
+                continue
             walk(item.get("ContentSequence", []), current)
 
     walk(ds.get("ContentSequence", []), None)

@@ -199,6 +199,7 @@ def worker_main(config_data: dict, name: str, stop: Any, runner: Runner | None =
     if not logging.getLogger().handlers:
         logging.basicConfig(level=log_level,
                             format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    logging.getLogger("pynetdicom").setLevel("DEBUG" if log_level == "DEBUG" else "WARNING")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     config = Config.model_validate(config_data)

@@ -21,8 +21,11 @@ _STRUCTURE_26 = np.ones((3, 3, 3), bool)
 
 def detect_lesions(suv: np.ndarray, image: sitk.Image, threshold: float = 2.5,
                    min_volume_ml: float = 0.1, max_lesions: int = 50,
+                   max_volume_ml: float = float("inf"),
                    ) -> tuple[np.ndarray, list[Lesion]]:
     """Label voxels > threshold (26-connected); return labels 1..N sorted by SUVmax and lesions.
+
+    Regions outside [min_volume_ml, max_volume_ml] are dropped (noise specks; hot organs).
 
     `suv` is (z, y, x) on `image`'s grid; `image` only supplies geometry.
     """
@@ -38,7 +41,7 @@ def detect_lesions(suv: np.ndarray, image: sitk.Image, threshold: float = 2.5,
     maxima = ndimage.maximum(suv, components, index)
     means = ndimage.mean(suv, components, index)
     centroids = ndimage.center_of_mass(np.ones(suv.shape, np.float32), components, index)
-    keep = [i for i in range(n) if counts[i] * voxel_ml >= min_volume_ml]
+    keep = [i for i in range(n) if min_volume_ml <= counts[i] * voxel_ml <= max_volume_ml]
     keep.sort(key=lambda i: -float(maxima[i]))
     if len(keep) > max_lesions:
         log.warning("%d lesions found, keeping the %d hottest", len(keep), max_lesions)

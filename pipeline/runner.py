@@ -90,7 +90,8 @@ def run(files: Sequence[Path], out_dir: Path, *, recipe: Recipe, model: ModelPac
         model = _timed(timings, "load", lambda: load_package(recipe.model, device))
     suv = synthesize(volume, model, timings)
     labels, lesions = _timed(timings, "detect", lambda: detect_lesions(
-        suv, volume.image, recipe.lesion_threshold, recipe.min_lesion_volume_ml, recipe.max_lesions))
+        suv, volume.image, recipe.lesion_threshold, recipe.min_lesion_volume_ml, recipe.max_lesions,
+        recipe.max_lesion_volume_ml))
     outputs = _timed(timings, "encode", lambda: encode_all(
         volume, suv, labels, lesions, out_dir, recipe.outputs, model_version=model.version,
         units=model.units))

@@ -16,6 +16,9 @@ class Recipe:
     units: str = "SUVbw"  # "SUVbw" for CT input, "SUVR" for MR input
     lesion_threshold: float = 2.5  # SUV (or SUVR) above which voxels are "hot"
     min_lesion_volume_ml: float = 0.1
+    # Larger hot regions are organs with physiological uptake (kidneys, bladder, brain), not
+    # lesions: a 30 mm lesion is 14 ml, a kidney 120-200 ml.
+    max_lesion_volume_ml: float = 100.0
     max_lesions: int = 50
     outputs: tuple[str, ...] = ("pm", "sc", "seg", "sr")
 

@@ -50,3 +50,15 @@ def test_diagonal_neighbours_are_one_lesion_and_limits():
     suv2[::3, ::3, ::3] = np.arange(1, 65, dtype=np.float32).reshape(4, 4, 4) + 3
     labels2, top = detect_lesions(suv2, _grid(shape, spacing=(5.0, 5.0, 5.0)), max_lesions=3)
     assert [round(les.suv_max) for les in top] == [67, 66, 65] and labels2.max() == 3
+
+
+def test_regions_above_the_maximum_volume_are_organs_not_lesions():
+    shape = (30, 40, 40)
+    suv = np.full(shape, 1.0, np.float32)
+    organ, lesion = sphere(shape, (15, 12, 12), 8), sphere(shape, (15, 30, 30), 3)
+    suv[organ], suv[lesion] = 6.0, 5.0
+    organ_ml = organ.sum() * 8 / 1000  # about 17 ml of 2 mm voxels
+    _, kept = detect_lesions(suv, _grid(shape), max_volume_ml=organ_ml - 1)
+    assert [round(x.suv_max) for x in kept] == [5]
+    _, both = detect_lesions(suv, _grid(shape), max_volume_ml=organ_ml + 1)
+    assert len(both) == 2
