@@ -222,16 +222,26 @@ def run_cmd(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder.")] = Path("demo-output"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    shape: Annotated[str, typer.Option(help="CT size as SLICES,ROWS,COLUMNS.")] = "80,256,256",
+    seed: Annotated[int, typer.Option(help="Phantom seed.")] = 7,
 ) -> None:
     """End-to-end demo: phantom CT -> node -> virtual PET -> local PACS."""
     from dicom_node.demo import print_report, run_demo
 
     logging.getLogger().setLevel(logging.WARNING)  # the report below says what happened
     typer.echo("Running the end-to-end demo (synthetic CT -> node -> local PACS)...")
-    report = run_demo(out, device=device)
+    report = run_demo(out, device=device, shape=_parse_shape(shape), seed=seed)
     print_report(report)
     if report.job_state != "done":
         raise typer.Exit(1)
+
+
+def _parse_shape(text: str) -> tuple[int, int, int]:
+    try:
+        z, y, x = (int(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--shape wants SLICES,ROWS,COLUMNS, got {text!r}") from None
+    return z, y, x
 
 
 @phantoms_app.command("make")
