@@ -33,22 +33,20 @@ def detect_lesions(suv: np.ndarray, image: sitk.Image, threshold: float = 2.5,
         raise ValueError(f"SUV array {suv.shape} does not match image size {image.GetSize()[::-1]}")
     components, n = ndimage.label(suv > threshold, structure=_STRUCTURE_26)
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
-    labels = np.zeros(suv.shape, np.int32)
     if n == 0:
-        return labels, []
-    index = np.arange(1, n + 1)
-    counts = ndimage.sum_labels(np.ones_like(suv, dtype=np.int64), components, index)
-    maxima = ndimage.maximum(suv, components, index)
-    means = ndimage.mean(suv, components, index)
-    centroids = ndimage.center_of_mass(np.ones(suv.shape, np.float32), components, index)
+        return np.zeros(suv.shape, np.int32), []
+    stats = _component_stats(components, suv, n)
+    counts, maxima, means, centroids = stats
     keep = [i for i in range(n) if min_volume_ml <= counts[i] * voxel_ml <= max_volume_ml]
     keep.sort(key=lambda i: -float(maxima[i]))
     if len(keep) > max_lesions:
         log.warning("%d lesions found, keeping the %d hottest", len(keep), max_lesions)
         keep = keep[:max_lesions]
+    relabel = np.zeros(n + 1, np.int32)
+    relabel[np.asarray(keep, int) + 1] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    labels = relabel[components]
     lesions = []
     for new, i in enumerate(keep, start=1):
-        labels[components == i + 1] = new
         z, y, x = centroids[i]
         point = image.TransformContinuousIndexToPhysicalPoint((float(x), float(y), float(z)))
         lesions.append(Lesion(index=new, suv_max=float(maxima[i]), suv_mean=float(means[i]),
@@ -56,3 +54,21 @@ def detect_lesions(suv: np.ndarray, image: sitk.Image, threshold: float = 2.5,
                               centroid_mm=tuple(float(v) for v in point)))
     log.info("%d components above %.2f, %d lesions kept", n, threshold, len(lesions))
     return labels, lesions
+
+
+def _component_stats(components: np.ndarray, suv: np.ndarray, n: int):
+    """Voxel count, maximum, mean and centroid (z, y, x index) of components 1..n.
+
+    Works on the foreground voxels only: scipy's per-label functions scan (and argsort) the
+    whole volume, which costs seconds on a 512 x 512 x 300 CT.
+    """
+    coords = np.nonzero(components)
+    label = components[coords] - 1
+    values = suv[coords].astype(np.float64)
+    counts = np.bincount(label, minlength=n)
+    means = np.bincount(label, weights=values, minlength=n) / counts
+    maxima = np.full(n, -np.inf)
+    np.maximum.at(maxima, label, values)
+    centroids = np.stack([np.bincount(label, weights=c, minlength=n) / counts for c in coords],
+                         axis=1)
+    return counts, maxima, means, centroids
