@@ -14,31 +14,37 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pipeline.errors import ModelError
+from pipeline.models.fcn import build_fcn4s
+from pipeline.models.pix2pix import build_pix2pix_unet
+from pipeline.models.predictors import normalize, predict_blend, predict_slices, predict_volume
 from pipeline.models.unet2d import UNet2D
+from pipeline.models.unet3d import UNet3D
+
+__all__ = ["ARCHITECTURES", "DEMO_PACKAGE", "ModelPackage", "load_package", "normalize",
+           "save_package"]
 
 DEMO_PACKAGE = Path(__file__).parent / "packages" / "demo-ct-pet"
 
-ARCHITECTURES = {"unet2d": UNet2D}
+ARCHITECTURES = {
+    "unet2d": UNet2D,
+    "fcn4s": build_fcn4s,
+    "pix2pix_unet": build_pix2pix_unet,
+    "unet3d": UNet3D,
+}
+BLEND = "blend_fcn_cgan"  # two members, {"fcn": ..., "cgan": ...}, blended as seed paper 000
 
 
 def build_network(architecture: dict) -> torch.nn.Module:
-    """Instantiate the network named in a manifest's `architecture` section."""
+    """Instantiate the network(s) named in a manifest's `architecture` section."""
     name = architecture.get("name")
+    if name == BLEND:
+        members = architecture.get("members", {})
+        if set(members) != {"fcn", "cgan"}:
+            raise ModelError(f"{BLEND} needs members 'fcn' and 'cgan', got {sorted(members)}")
+        return torch.nn.ModuleDict({k: build_network(v) for k, v in members.items()})
     if name not in ARCHITECTURES:
-        raise ModelError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}")
+        raise ModelError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}, {BLEND}")
     return ARCHITECTURES[name](**architecture.get("params", {}))
-
-
-def normalize(volume: np.ndarray, spec: dict) -> np.ndarray:
-    """Map raw input values (HU, MR intensity) to the network's input range."""
-    kind = spec.get("kind")
-    if kind == "ct_window":
-        low, high = float(spec["low"]), float(spec["high"])
-        return (np.clip(volume, low, high) - low) / (high - low) * 2.0 - 1.0
-    if kind == "zscore":
-        std = float(volume.std()) or 1.0
-        return (volume - float(volume.mean())) / std
-    raise ModelError(f"unknown normalization kind {kind!r}")
 
 
 @dataclass
@@ -73,24 +79,16 @@ class ModelPackage:
 
     def predict(self, volume: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """Volume (z, y, x) of raw input values on the model grid -> output units, same shape."""
+        arch = self.manifest["architecture"]
+        if arch["name"] == BLEND:
+            return predict_blend(self.network, volume, self.manifest, self.device)
+        if arch["name"] == "unet3d":
+            return predict_volume(self.network, volume, self.manifest, self.device)
         x = normalize(volume.astype(np.float32), self.manifest["input"]["normalization"])
-        context = int(self.manifest["architecture"]["params"].get("in_channels", 1))
-        half = context // 2
-        padded = np.pad(x, ((half, half), (0, 0), (0, 0)), mode="edge")
-        m = getattr(self.network, "multiple", 1)
-        ph, pw = (-x.shape[1]) % m, (-x.shape[2]) % m
-        scale = float(self.manifest["output"].get("scale", 1.0))
-        out = np.empty(x.shape, np.float32)
-        use_amp = self.device.startswith("cuda")
-        with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
-            for start in range(0, x.shape[0], batch_size):
-                stop = min(start + batch_size, x.shape[0])
-                stack = np.stack([padded[k : k + context] for k in range(start, stop)])
-                t = torch.from_numpy(stack).to(self.device)
-                t = torch.nn.functional.pad(t, (0, pw, 0, ph), mode="replicate")
-                y = self.network(t)[:, 0, : x.shape[1], : x.shape[2]]
-                out[start:stop] = y.float().cpu().numpy() * scale
-        return out
+        return predict_slices(
+            self.network, x, context=int(arch.get("params", {}).get("in_channels", 1)),
+            scale=float(self.manifest["output"].get("scale", 1.0)), device=self.device,
+            batch_size=batch_size)
 
 
 def load_package(path: Path | str | None = None, device: str = "cpu") -> ModelPackage:

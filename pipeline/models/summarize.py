@@ -39,7 +39,7 @@ IGNORE = -100
 
 def pool_grid(n: int) -> tuple[int, int, int]:
     """Near-cubic (D, H, W) grid of powers of two with n cells (512 -> 8x8x8, 256 -> 4x8x8)."""
-    e = int(round(math.log2(n)))
+    e = round(math.log2(n))
     if 2**e != n:
         raise ValueError(f"summary cells per channel must be a power of two, got {n}")
     sizes = sorted(2 ** (e // 3 + (1 if i < e % 3 else 0)) for i in range(3))

@@ -58,12 +58,14 @@ def write_series(
     extra: dict | None = None,
     direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
     series_instance_uid: str | None = None,
+    extra_per_slice: list[dict] | None = None,
 ) -> list[Path]:
     """Write `volume` (z, y, x) of stored integer values as one series; returns the file paths.
 
     `spacing` is (x, y, z) in mm, `origin` the patient position (LPS) of voxel (0, 0, 0),
     `rescale` one (slope, intercept) for all slices or one per slice, `extra` keyword -> value
-    pairs set on every instance (e.g. PET radiopharmaceutical attributes).
+    pairs set on every instance (e.g. PET radiopharmaceutical attributes), `extra_per_slice`
+    one such dict per slice (e.g. PET ImageIndex).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     volume = np.asarray(volume)
@@ -149,6 +151,12 @@ def write_series(
             ds.EchoTrainLength = "1"
             ds.MagneticFieldStrength = "3"
         for key, value in (extra or {}).items():
+            if value is None:  # None removes an attribute the writer sets by default
+                if key in ds:
+                    delattr(ds, key)
+                continue
+            setattr(ds, key, value)
+        for key, value in (extra_per_slice[k] if extra_per_slice else {}).items():
             setattr(ds, key, value)
         ds.PixelData = np.ascontiguousarray(volume[k]).tobytes()
         path = out_dir / f"{modality}_{series_number:03d}_{k + 1:04d}.dcm"

@@ -1,0 +1,78 @@
+"""Phantom studies are valid DICOM, PET and CT share study/FoR on different grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+
+from pipeline.series import load_series
+from pipeline.suv import series_suv_factor
+from tests.conftest import dciodvfy_errors
+from training.phantoms.abdomen import make_case, make_ct_only
+from training.phantoms.make import make_phantoms
+
+TINY = (16, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    return make_case(tmp_path_factory.mktemp("phantom"), 7, ct_shape=TINY, n_lesions=2,
+                     kinds=("hypodense",), diameter_range_mm=(18, 24))
+
+
+def test_dciodvfy_clean(case):
+    assert dciodvfy_errors(case.ct_paths[0]) == []
+    assert dciodvfy_errors(case.pet_paths[0]) == []
+
+
+def test_study_and_frame_shared_grids_differ(case):
+    ct = pydicom.dcmread(case.ct_paths[0])
+    pt = pydicom.dcmread(case.pet_paths[0])
+    assert ct.StudyInstanceUID == pt.StudyInstanceUID == case.study_uid
+    assert ct.FrameOfReferenceUID == pt.FrameOfReferenceUID
+    assert ct.SeriesInstanceUID != pt.SeriesInstanceUID
+    assert list(ct.PixelSpacing) != list(pt.PixelSpacing)
+    assert list(ct.ImagePositionPatient) != list(pt.ImagePositionPatient)
+    assert (ct.Rows, len(case.ct_paths)) == (64, 16)
+
+
+def test_pet_needs_computed_suv(case):
+    pt = [pydicom.dcmread(p) for p in case.pet_paths]
+    assert pt[0].Units == "BQML" and pt[0].DecayCorrection == "START"
+    assert {"ATTN", "DECY"} <= set(pt[0].CorrectedImage)
+    slopes = {float(ds.RescaleSlope) for ds in pt}
+    assert len(slopes) > 1  # per-slice rescale
+    factor = series_suv_factor(pt)
+    assert 1e-5 < factor < 1e-3  # Bq/ml, not SUV
+    vol = load_series(case.pet_paths)
+    suv = vol.array() * factor
+    liver = case.liver_point_mm
+    idx = vol.image.TransformPhysicalPointToIndex(liver)
+    assert 1.2 < suv[idx[2], idx[1], idx[0]] < 2.8
+
+
+def test_lesions_in_liver_and_hypodense(case):
+    assert len(case.lesions) == 2 and all(les.hot for les in case.lesions)
+    ct = load_series(case.ct_paths)
+    hu = ct.array()
+    for les in case.lesions:
+        i = ct.image.TransformPhysicalPointToIndex(les.centre_mm)
+        assert 0 <= hu[i[2], i[1], i[0]] <= 70
+        assert 3 <= les.suv_max <= 15
+
+
+def test_ct_only_and_make_phantoms(tmp_path):
+    info = make_ct_only(tmp_path / "ct", 3, ct_shape=(4, 32, 32))
+    assert info.pet_dir is None and info.pet_paths == [] and len(info.ct_paths) == 4
+    infos = make_phantoms(tmp_path / "set", 2, seed=11, ct_shape=(4, 32, 32))
+    assert [c.seed for c in infos] == [11, 12]
+    assert (tmp_path / "set" / "cases.json").is_file()
+
+
+def test_generation_is_seeded(tmp_path):
+    a = make_case(tmp_path / "a", 5, ct_shape=(4, 32, 32))
+    b = make_case(tmp_path / "b", 5, ct_shape=(4, 32, 32))
+    assert a.lesions == b.lesions
+    pa, pb = pydicom.dcmread(a.pet_paths[0]), pydicom.dcmread(b.pet_paths[0])
+    assert np.array_equal(pa.pixel_array, pb.pixel_array)

@@ -1,0 +1,50 @@
+"""Settings of the CT -> PET trainers (`train_fcn`, `train_pix2pix`).
+
+Why one dataclass: the manifest records it verbatim, so a package says how it was trained, and
+`vpet train` can map its options onto it one to one. `None` means "the network's default".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults follow the paper / pix2pix; tests shrink `net` and sizes."""
+
+    data: Path
+    out: Path
+    work_dir: Path | None = None  # checkpoints, curves, pair cache; default: <out>.work
+    val_data: Path | None = None  # held-out studies; default: `val_fraction` of `data`
+    val_fraction: float = 0.2
+    epochs: int = 20
+    decay_epochs: int | None = None  # last epochs with linear lr decay to 0; None: epochs // 2
+    batch_size: int | None = None  # None: fcn 8, pix2pix 1 (as published)
+    lr: float | None = None  # None: fcn 1e-4, pix2pix 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    crop: int | None = None  # random in-plane crop (multiple of the network stride); None: whole
+    context: int = 1  # adjacent CT slices as input channels (1 = the paper's 2-D slices)
+    spacing_mm: tuple[float, float, float] = (2.0, 2.0, 3.0)
+    suv_max: float = 20.0  # SUV clip of the paper; network units are SUV / suv_max
+    loss: Literal["l2", "l1"] = "l2"
+    weighted: bool = True  # per-pixel weight = target SUV (paper); False = plain loss
+    weight_floor: float = 0.0  # weights clamp(SUV, floor); 0 = exactly the paper
+    lam: float = 100.0  # pix2pix lambda on the pixel loss
+    hot_boost: float = 2.0  # slices with SUV > 3 drawn 1 + hot_boost times as often
+    net: dict = field(default_factory=dict)  # architecture params (width, ngf, num_downs, ...)
+    vgg_weights: Path | None = None  # FCN only: torchvision-named VGG-16 safetensors
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True  # bf16 autocast, only ever on CUDA
+    resume: bool = True
+    progress: bool = True
+    threads: int | None = None
+    name: str | None = None
+    version: str = "0.1.0"
+    command: str = ""
+
+    def resolved_work_dir(self) -> Path:
+        return Path(self.work_dir) if self.work_dir else Path(str(self.out) + ".work")

@@ -1,0 +1,96 @@
+"""2-D slice pairs for the CT trainers: a thin adapter over `training.pairs` and `training.slices`.
+
+Why: `load_pairs` already aligns PET onto the CT model grid, converts to SUV, clips 0..20 and
+caches .npz per study; `SliceSet` windows CT to -160..240 HU -> [-1, 1] exactly as
+`ModelPackage.predict` does and pads to the network stride. This module only adds the
+train/validation split, a DataLoader (hot-slice oversampling, or DistributedSampler under DDP)
+and the per-epoch validation numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
+
+from training.ct_trainers.config import TrainConfig
+from training.metrics import BODY_HU
+from training.pairs import Pair, load_pairs
+from training.slices import SliceSet
+
+log = logging.getLogger(__name__)
+
+
+def load_split(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
+    """Training and validation pairs (whole studies, never slices of one study in both)."""
+    cache = cfg.resolved_work_dir() / "pairs-cache"
+    pairs = load_pairs(cfg.data, cfg.spacing_mm, cache)
+    if not pairs:
+        raise ValueError(f"no paired PET/CT studies under {cfg.data}")
+    if cfg.val_data is not None:
+        return pairs, load_pairs(cfg.val_data, cfg.spacing_mm, cache)
+    order = np.random.default_rng(cfg.seed).permutation(len(pairs))
+    n_val = round(len(pairs) * cfg.val_fraction) if len(pairs) > 1 else 0
+    n_val = min(max(n_val, 1 if len(pairs) > 1 else 0), len(pairs) - 1)
+    val = [pairs[i] for i in order[:n_val]]
+    train = [pairs[i] for i in order[n_val:]]
+    if not val:
+        log.warning("only one study: validating on the training study")
+        val = train
+    log.info("%d training studies, %d validation studies", len(train), len(val))
+    return train, val
+
+
+class _Indices(Dataset):
+    """Slice indices; the collate function turns a list of them into a cropped batch."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def make_loader(slices: SliceSet, cfg: TrainConfig, batch_size: int, gen: torch.Generator,
+                distributed: bool) -> tuple[DataLoader, DistributedSampler | None]:
+    """Batches (x [-1,1], y SUV); returns the DistributedSampler too (set_epoch each epoch)."""
+    collate = partial(_collate, slices, cfg.crop, gen)
+    if distributed:
+        sampler: DistributedSampler | WeightedRandomSampler = DistributedSampler(
+            _Indices(len(slices)), shuffle=True, seed=cfg.seed)
+    else:
+        sampler = WeightedRandomSampler(slices.sampling_weights(cfg.hot_boost), len(slices),
+                                        replacement=True, generator=gen)
+    loader = DataLoader(_Indices(len(slices)), batch_size=batch_size, sampler=sampler,
+                        collate_fn=collate)
+    return loader, sampler if isinstance(sampler, DistributedSampler) else None
+
+
+def _collate(slices: SliceSet, crop: int | None, gen: torch.Generator,
+             indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    return slices.batch(indices, crop, gen)
+
+
+def validate(predict: Callable[[np.ndarray], np.ndarray], pairs: Sequence[Pair]) -> dict:
+    """MAE / RMSE in SUV over body voxels (CT > -500 HU) and the mean predicted SUVmax error."""
+    abs_err = sq_err = 0.0
+    n = 0
+    max_err = []
+    for pair in pairs:
+        pred = predict(pair.ct)
+        body = pair.ct > BODY_HU
+        diff = (pred - pair.suv)[body].astype(np.float64)
+        abs_err += float(np.abs(diff).sum())
+        sq_err += float((diff**2).sum())
+        n += int(body.sum())
+        max_err.append(abs(float(pred[body].max(initial=0)) - float(pair.suv[body].max(initial=0))))
+    n = max(n, 1)
+    return {"val_mae": round(abs_err / n, 5), "val_rmse": round(float(np.sqrt(sq_err / n)), 5),
+            "val_suvmax_err": round(float(np.mean(max_err)) if max_err else 0.0, 4)}

@@ -1,0 +1,119 @@
+"""The epoch loop both CT trainers share: data, resume, progress, validation, curves, package.
+
+Why: FCN and pix2pix differ only in their networks and in one training step; everything else
+(checkpoint/resume, linear lr decay, rich progress bar, validation each epoch through the same
+`ModelPackage.predict` the node uses, loss-curve PNG, the exported package) must not drift
+apart between them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+from pipeline.models.package import ModelPackage, save_package
+from training.ct_trainers import runtime as R
+from training.ct_trainers.checkpoint import load_checkpoint, save_checkpoint
+from training.ct_trainers.config import TrainConfig
+from training.ct_trainers.curves import plot_curves
+from training.ct_trainers.data import load_split, make_loader, validate
+from training.slices import CT_WINDOW, SliceSet
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+
+
+def manifest(cfg: TrainConfig, arch: str, params: dict, metrics: dict, history: list) -> dict:
+    """Package manifest: architecture, CT window input, model grid, SUVbw output with scale."""
+    return {
+        "name": cfg.name or f"ct-pet-{arch}",
+        "version": cfg.version,
+        "description": ("CT -> virtual PET (SUVbw) network of seed paper 000 trained by "
+                        "training.ct_trainers. Research use only: its output is a synthetic "
+                        "picture, not a measurement."),
+        "architecture": {"name": arch, "params": params},
+        "input": {"modality": "CT", "normalization": CT_WINDOW,
+                  "spacing_mm": list(cfg.spacing_mm)},
+        "output": {"units": "SUVbw", "scale": cfg.suv_max,
+                   "mapping": ("SUV = network output x scale; fcn4s regresses SUV/scale "
+                               "linearly, pix2pix_unet gives (tanh + 1) / 2")},
+        "training": {"command": cfg.command, "data": str(cfg.data),
+                     "config": json.loads(json.dumps(asdict(cfg), default=str)),
+                     "history": history},
+        "metrics": metrics,
+    }
+
+
+def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Module,
+        modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+        step: Step, base_lr: dict[str, float], batch_size: int, multiple: int,
+        train_mode: Callable[[bool], None]) -> Path:
+    """Run epochs with `step(x, y_suv)`; `export` is the (unwrapped) network the package holds."""
+    if cfg.crop is not None and cfg.crop % multiple:
+        raise ValueError(f"crop {cfg.crop} must be a multiple of the network stride {multiple}")
+    work = cfg.resolved_work_dir()
+    train_pairs, val_pairs = load_split(cfg)
+    slices = SliceSet(train_pairs, cfg.context, multiple)
+    gen = torch.Generator().manual_seed(cfg.seed + rt.rank)
+    loader, dist_sampler = make_loader(slices, cfg, batch_size, gen, rt.distributed)
+    history: list[dict] = []
+    start = 0
+    if cfg.resume:
+        meta = load_checkpoint(work / "checkpoint", {k: R.unwrap(m) for k, m in modules.items()},
+                               optimizers, gen)
+        if meta:
+            start, history = int(meta["epoch"]), list(meta["history"])
+    decay = cfg.decay_epochs if cfg.decay_epochs is not None else cfg.epochs // 2
+    package = ModelPackage(Path(cfg.out), manifest(cfg, arch, params, {}, history), export,
+                           rt.device)
+    started = time.monotonic()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                  TimeRemainingColumn(), disable=not (cfg.progress and rt.main),
+                  transient=True) as bar:
+        for epoch in range(start, cfg.epochs):
+            factor = R.lr_factor(epoch, cfg.epochs, decay)
+            for name, opt in optimizers.items():
+                R.set_lr(opt, base_lr[name] * factor)
+            if dist_sampler is not None:
+                dist_sampler.set_epoch(epoch)
+            train_mode(True)
+            task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader), info="")
+            sums: dict[str, float] = {}
+            for x, y in loader:
+                parts = step(R.to_device(x, rt), R.to_device(y, rt))
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.update(task, advance=1, info=" ".join(f"{k} {v:.4g}" for k, v in parts.items()))
+            bar.remove_task(task)
+            record = {"epoch": epoch + 1, "lr_factor": round(factor, 4)}
+            record.update({k: round(R.all_mean(v / max(len(loader), 1), rt), 6)
+                           for k, v in sums.items()})
+            train_mode(False)
+            if rt.main:
+                record.update(validate(package.predict, val_pairs))
+            history.append(record)
+            log.info("epoch %d/%d (%.0f s): %s", epoch + 1, cfg.epochs,
+                     time.monotonic() - started, json.dumps(record))
+            if rt.main:
+                save_checkpoint(work / "checkpoint", {k: R.unwrap(m) for k, m in modules.items()},
+                                optimizers, {"epoch": epoch + 1, "history": history, "arch": arch},
+                                gen)
+                keys = sorted({k for h in history for k in h} - {"epoch", "lr_factor"})
+                plot_curves(history, keys, work / "curves.png")
+    if rt.main:
+        train_mode(False)
+        metrics = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}
+        save_package(Path(cfg.out), export, manifest(cfg, arch, params, metrics, history))
+        if (work / "curves.png").is_file():
+            (Path(cfg.out) / "curves.png").write_bytes((work / "curves.png").read_bytes())
+        log.info("wrote %s package to %s", arch, cfg.out)
+    return Path(cfg.out)

@@ -1,0 +1,130 @@
+"""Training pairs (CT in HU, PET in SUV) on the model grid, built from folders of PET/CT DICOM.
+
+Why: the network learns CT -> SUV voxel by voxel, so both must sit on one grid in one patient
+space. CT is resampled to the model spacing exactly as the pipeline does at inference
+(`pipeline.resample`), PET is converted to SUV from its headers and resampled onto that grid.
+Arrays are cached as .npz, so later epochs and later runs do no DICOM parsing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.errors import InvalidDicomError
+
+from pipeline.errors import InputError
+from pipeline.resample import CT_DEFAULT, SUV_DEFAULT, resample_onto, resample_to_spacing
+from pipeline.series import load_series
+from pipeline.suv import to_suv
+
+log = logging.getLogger(__name__)
+
+SUV_CLIP = (0.0, 20.0)
+
+
+@dataclass
+class Pair:
+    """CT (HU) and PET (SUVbw) on one grid, (z, y, x) float32; origin/spacing (x, y, z) mm."""
+
+    ct: np.ndarray
+    suv: np.ndarray
+    origin: tuple[float, float, float]
+    spacing: tuple[float, float, float]
+    study_uid: str
+
+    def index_of(self, point_mm: Sequence[float]) -> tuple[int, int, int]:
+        """(z, y, x) voxel index of a patient point (identity direction assumed)."""
+        idx = [round((point_mm[i] - self.origin[i]) / self.spacing[i]) for i in range(3)]
+        return idx[2], idx[1], idx[0]
+
+
+def find_studies(root: Path) -> list[tuple[list[Path], list[Path]]]:
+    """(CT files, PT files) per study under `root`, paired by Study UID and Frame of Reference."""
+    series: dict[str, list[Path]] = defaultdict(list)
+    info: dict[str, tuple[str, str, str]] = {}
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True,
+                                 specific_tags=["Modality", "SeriesInstanceUID",
+                                                "StudyInstanceUID", "FrameOfReferenceUID"])
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            log.debug("skipping %s: not DICOM", path)  # folders hold caches and notes too
+            continue
+        uid = str(ds.get("SeriesInstanceUID", ""))
+        if not uid:
+            continue
+        series[uid].append(path)
+        info[uid] = (str(ds.get("Modality", "")), str(ds.get("StudyInstanceUID", "")),
+                     str(ds.get("FrameOfReferenceUID", "")))
+    by_key: dict[tuple[str, str], dict[str, list[Path]]] = defaultdict(dict)
+    for uid, (modality, study, frame) in info.items():
+        if modality in ("CT", "PT"):
+            by_key[(study, frame)].setdefault(modality, series[uid])
+    studies = [(v["CT"], v["PT"]) for _, v in sorted(by_key.items()) if "CT" in v and "PT" in v]
+    log.info("found %d paired PET/CT studies under %s", len(studies), root)
+    return studies
+
+
+def build_pair(ct_files: Sequence[Path], pt_files: Sequence[Path],
+               spacing_mm: Sequence[float]) -> Pair:
+    """Load one CT + PET series, convert PET to SUV and put both on the model grid."""
+    ct = load_series(ct_files)
+    pt = load_series(pt_files)
+    if ct.frame_of_reference_uid != pt.frame_of_reference_uid:
+        raise InputError("CT and PET have different FrameOfReferenceUID (0020,0052): "
+                         "no shared patient space")
+    suv_img = sitk.GetImageFromArray(to_suv(pt.datasets, pt.array()))
+    suv_img.CopyInformation(pt.image)
+    ct_model = resample_to_spacing(ct.image, spacing_mm, CT_DEFAULT)
+    suv_model = resample_onto(suv_img, ct_model, SUV_DEFAULT)
+    suv = np.clip(sitk.GetArrayFromImage(suv_model), *SUV_CLIP).astype(np.float32)
+    return Pair(sitk.GetArrayFromImage(ct_model).astype(np.float32), suv,
+                tuple(ct_model.GetOrigin()), tuple(ct_model.GetSpacing()), ct.study_uid)
+
+
+def _cache_path(cache_dir: Path, study_uid: str, spacing_mm: Sequence[float]) -> Path:
+    key = hashlib.sha1(f"{study_uid}/{list(map(float, spacing_mm))}".encode()).hexdigest()[:16]
+    return cache_dir / f"pair_{key}.npz"
+
+
+def save_pair(path: Path, pair: Pair) -> None:
+    np.savez(path, ct=pair.ct, suv=pair.suv, origin=np.array(pair.origin),
+             spacing=np.array(pair.spacing), study_uid=np.array(pair.study_uid))
+
+
+def load_pair(path: Path) -> Pair:
+    with np.load(path) as z:
+        return Pair(z["ct"], z["suv"], tuple(map(float, z["origin"])),
+                    tuple(map(float, z["spacing"])), str(z["study_uid"]))
+
+
+def load_pairs(root: Path, spacing_mm: Sequence[float], cache_dir: Path | None = None
+               ) -> list[Pair]:
+    """All studies under `root` as pairs; cached per study as .npz in `cache_dir`."""
+    cache_dir = Path(cache_dir or Path(root) / ".pairs-cache")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for ct_files, pt_files in find_studies(root):
+        study = str(pydicom.dcmread(ct_files[0], stop_before_pixels=True).StudyInstanceUID)
+        pairs.append(cached_pair(cache_dir, study, ct_files, pt_files, spacing_mm))
+    return pairs
+
+
+def cached_pair(cache_dir: Path, study_uid: str, ct_files: Iterable[Path],
+                pt_files: Iterable[Path], spacing_mm: Sequence[float]) -> Pair:
+    """The pair from cache when present, else built from DICOM and cached."""
+    path = _cache_path(Path(cache_dir), study_uid, spacing_mm)
+    if path.is_file():
+        return load_pair(path)
+    pair = build_pair(list(ct_files), list(pt_files), spacing_mm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_pair(path, pair)
+    return pair

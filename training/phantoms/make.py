@@ -1,0 +1,28 @@
+"""`vpet phantoms make`: a folder of synthetic PET/CT studies plus their ground truth.
+
+Why: one call produces training/validation data for the trainer and test data for the node,
+with a `cases.json` describing each study's lesions (what the metrics compare against).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from training.phantoms.abdomen import CaseInfo, make_case
+
+log = logging.getLogger(__name__)
+
+
+def make_phantoms(out: Path, cases: int, seed: int, kind: str = "abdomen", *,
+                  ct_shape: tuple[int, int, int] = (80, 256, 256), **kwargs) -> list[CaseInfo]:
+    """Write `cases` studies to `out/case_NNN` (seeds seed, seed+1, ...) and `out/cases.json`."""
+    if kind != "abdomen":
+        raise ValueError(f"unknown phantom kind {kind!r}; known: abdomen")
+    out = Path(out)
+    infos = [make_case(out / f"case_{i:03d}", seed + i, ct_shape=ct_shape, **kwargs)
+             for i in range(cases)]
+    (out / "cases.json").write_text(json.dumps([c.to_json() for c in infos], indent=1) + "\n")
+    log.info("wrote %d %s phantom studies to %s", cases, kind, out)
+    return infos
