@@ -16,6 +16,8 @@ from typing import Annotated
 
 import typer
 
+from dicom_node import cli_admin
+
 app = typer.Typer(help="Virtual PET DICOM node (research use only).", no_args_is_help=True,
                   add_completion=False)
 config_app = typer.Typer(help="Configuration helpers.", no_args_is_help=True)
@@ -24,6 +26,11 @@ train_app = typer.Typer(help="Training.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(phantoms_app, name="phantoms")
 app.add_typer(train_app, name="train")
+bench_app = typer.Typer(help="Benchmarks that print numbers.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(cli_admin.jobs_app, name="jobs")
+app.add_typer(cli_admin.rules_app, name="rules")
+app.command("status")(cli_admin.status)
 
 logger = logging.getLogger("dicom_node.cli")
 
@@ -31,21 +38,38 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config fil
                                          exists=True, dir_okay=False)]
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Rich console logging; pynetdicom's chatty INFO lines only at DEBUG."""
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Rich console logging (or JSON lines); pynetdicom's chatty INFO lines only at DEBUG."""
+    import os
+
     from rich.logging import RichHandler
 
+    from dicom_node.logfmt import ENV, make_formatter
+
     root = logging.getLogger()
-    if not any(isinstance(h, RichHandler) for h in root.handlers):
-        root.addHandler(RichHandler(show_path=False, rich_tracebacks=False))
+    os.environ[ENV] = fmt  # spawned worker processes log the same way
+    if fmt == "json":
+        if not any(getattr(h, "_vpet_json", False) for h in root.handlers):
+            handler = logging.StreamHandler()
+            handler.setFormatter(make_formatter("json"))
+            handler._vpet_json = True  # type: ignore[attr-defined]
+            root.addHandler(handler)
+    elif not any(isinstance(h, RichHandler) for h in root.handlers):
+        from rich.console import Console
+
+        # logs on stderr: stdout stays clean for `--json` output
+        root.addHandler(RichHandler(console=Console(stderr=True), show_path=False,
+                                    rich_tracebacks=False))
     root.setLevel(level)
     logging.getLogger("pynetdicom").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
+    logging.getLogger("alembic").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
 
 
 @app.callback()
-def _main(log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO"
-          ) -> None:
-    setup_logging(log_level.upper())
+def _main(log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+          log_format: Annotated[str, typer.Option(help="text or json (one object per line).")]
+          = "text") -> None:
+    setup_logging(log_level.upper(), log_format.lower())
 
 
 def _load(path: Path):
@@ -73,6 +97,9 @@ def serve(config: ConfigOpt) -> None:
 
     cfg = _load(config)
     node = Node(cfg).start()
+    from dicom_node.reload import watch_config
+
+    watch_config(config, node)  # rules/destinations reload on file change or SIGHUP
     typer.echo(f"{cfg.node.ae_title} listening on {cfg.node.host}:{node.port}; Ctrl+C to stop")
     node.serve_forever()
 
@@ -278,6 +305,20 @@ def config_check(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
     cfg = _load(path)
     typer.echo(f"{path}: OK ({len(cfg.rules)} rule(s), {len(cfg.destinations)} destination(s), "
                f"recipes: {', '.join(sorted(cfg.recipes))})")
+
+
+@bench_app.command("pipeline")
+def bench_pipeline_cmd(
+    shape: Annotated[str, typer.Option(help="CT size as Z,Y,X.")] = "300,512,512",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    model: Annotated[Path | None, typer.Option(help="Model package (default: shipped).")] = None,
+) -> None:
+    """Seconds per pipeline stage and peak memory on a phantom CT."""
+    from dicom_node.bench_pipeline import bench_pipeline
+    from dicom_node.worker import resolve_device
+
+    result = bench_pipeline(_parse_shape(shape), resolve_device(device), model=model)
+    typer.echo("\n".join(result.lines()))
 
 
 def main() -> None:  # pragma: no cover - `python -m dicom_node.cli`

@@ -19,10 +19,10 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
+from dicom_node.rule_models import Match, Rule  # noqa: F401 - Match re-exported
 from pipeline.errors import ConfigError
 from pipeline.types import Recipe
 
@@ -44,6 +44,30 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TlsSettings(_Model):
+    """DICOM TLS for our SCP: server certificate, optional client-certificate check."""
+
+    cert: Path  # PEM server certificate (chain)
+    key: Path  # PEM private key
+    ca: Path | None = None  # PEM CA bundle that signs accepted client certificates
+    require_client_cert: bool = False  # True: peers without a certificate from `ca` are refused
+
+    @model_validator(mode="after")
+    def _ca_for_clients(self) -> TlsSettings:
+        if self.require_client_cert and self.ca is None:
+            raise ValueError("require_client_cert needs `ca`")
+        return self
+
+
+class DestinationTls(_Model):
+    """DICOM TLS towards a destination: verify its certificate, optionally present ours."""
+
+    ca: Path | None = None  # PEM CA bundle to verify the destination; None = system store
+    cert: Path | None = None  # our client certificate, when the destination asks for one
+    key: Path | None = None
+    check_hostname: bool = True  # the certificate must name `host` (DNS name or IP)
+
+
 class NodeSettings(_Model):
     """Our own DICOM identity and listening socket."""
 
@@ -51,6 +75,7 @@ class NodeSettings(_Model):
     host: str = "127.0.0.1"
     port: int = Field(11112, ge=0, le=65535)
     max_pdu: int = Field(262144, ge=0)
+    tls: TlsSettings | None = None  # None = plain TCP
 
 
 class Peer(_Model):
@@ -66,35 +91,7 @@ class Destination(_Model):
     ae_title: AETitle
     host: str
     port: int = Field(ge=1, le=65535)
-
-
-class Match(_Model):
-    """Conditions of a rule; every given field must match, omitted fields match anything."""
-
-    modality: str | None = None
-    series_description: str | None = None  # regular expression, searched case-insensitively
-    calling_ae: str | None = None
-    called_ae: str | None = None
-    body_part: str | None = None
-
-    @field_validator("series_description")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from exc
-        return value
-
-
-class Rule(_Model):
-    """Route matching series to a recipe and a list of destinations."""
-
-    name: str
-    match: Match = Field(default_factory=Match)
-    recipe: str
-    destinations: list[str] = Field(default_factory=list)
+    tls: DestinationTls | None = None  # None = plain TCP
 
 
 class RecipeSettings(_Model):
@@ -106,6 +103,9 @@ class RecipeSettings(_Model):
     lesion_threshold: float = Field(2.5, gt=0)
     min_lesion_volume_ml: float = Field(0.1, ge=0)
     max_lesion_volume_ml: float = Field(100.0, gt=0)  # larger hot regions are organs
+    reference_region: Path | None = None  # SUVR: label image (patient coordinates)
+    reference_label: int = 1  # label value of the reference region in that image
+    organ_mask: Path | None = None  # restrict lesion detection to this mask (nonzero)
 
 
 def _default_recipes() -> dict[str, RecipeSettings]:
@@ -117,6 +117,8 @@ def _default_recipes() -> dict[str, RecipeSettings]:
 
 class StorageSettings(_Model):
     path: Path = Path("./vpet-data")
+    min_free_gb: float = Field(1.0, ge=0)  # disk guard: refuse below this much free space
+    max_used_percent: float = Field(100.0, gt=0, le=100)  # ... or above this much used
 
 
 class DatabaseSettings(_Model):
@@ -125,6 +127,8 @@ class DatabaseSettings(_Model):
 
 class SeriesSettings(_Model):
     timeout_s: float = Field(5.0, gt=0)
+    use_count_hints: bool = True  # ImagesInAcquisition, NumberOfFrames, ... finish early
+    max_wait_s: float = Field(120.0, gt=0)  # cap when a count hint says instances are missing
 
 
 class WorkerSettings(_Model):
@@ -141,6 +145,13 @@ class SenderSettings(_Model):
     backoff_max_s: float = Field(60.0, ge=0)
     calling_ae: str | None = None  # None: node.ae_title
     timeout_s: float = Field(30.0, gt=0)
+
+
+class MetricsSettings(_Model):
+    """Prometheus /metrics and /healthz over HTTP; port 0 = off."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)
 
 
 class LoggingSettings(_Model):
@@ -162,23 +173,16 @@ class Config(_Model):
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
         merged = _default_recipes()
         merged.update(self.recipes)
         self.recipes = merged
-        for i, rule in enumerate(self.rules):
-            if rule.recipe not in self.recipes:
-                raise ValueError(
-                    f"rules.{i}.recipe: unknown recipe {rule.recipe!r}; known: {sorted(self.recipes)}"
-                )
-            for name in rule.destinations:
-                if name not in self.destinations:
-                    raise ValueError(
-                        f"rules.{i}.destinations: unknown destination {name!r}; "
-                        f"known: {sorted(self.destinations)}"
-                    )
+        errors = _reference_errors(self.model_dump(by_alias=True))
+        if errors:
+            raise ValueError("\n".join(errors))
         return self
 
     # -- derived values ------------------------------------------------------------------
@@ -211,6 +215,9 @@ class Config(_Model):
             lesion_threshold=r.lesion_threshold,
             min_lesion_volume_ml=r.min_lesion_volume_ml,
             max_lesion_volume_ml=r.max_lesion_volume_ml,
+            reference_region=r.reference_region,
+            reference_label=r.reference_label,
+            organ_mask=r.organ_mask,
         )
 
     @classmethod
@@ -221,15 +228,42 @@ class Config(_Model):
         return cls.model_validate(data)
 
 
-def _format_errors(exc: ValidationError) -> str:
+def _reference_errors(data: dict) -> list[str]:
+    """Every rule naming an unknown recipe or destination (works on raw YAML data too)."""
+    rules = data.get("rules") if isinstance(data.get("rules"), list) else []
+    recipes = set(_default_recipes()) | set(data.get("recipes") or {})
+    dests = set(data.get("destinations") or {}) if isinstance(data.get("destinations"),
+                                                              dict) else set()
+    errors = []
+    for i, rule in enumerate(r for r in rules if isinstance(r, dict)):
+        recipe = rule.get("recipe")
+        if isinstance(recipe, str) and recipe not in recipes:
+            errors.append(f"rules.{i}.recipe: unknown recipe {recipe!r}; known: {sorted(recipes)}")
+        names = rule.get("destinations") if isinstance(rule.get("destinations"), list) else []
+        for name in names:
+            if isinstance(name, str) and name not in dests:
+                errors.append(f"rules.{i}.destinations: unknown destination {name!r}; "
+                              f"known: {sorted(dests)}")
+    return errors
+
+
+def _error_lines(exc: ValidationError, data: dict) -> list[str]:
+    """One line per invalid key; reference errors are listed even when fields failed too."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"]
-        msg = msg.removeprefix("Value error, ")
+        msg = err["msg"].removeprefix("Value error, ")
         # model-level validators already name their key in the message
-        lines.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(lines)
+        lines.extend(msg.splitlines() if not loc else [f"{loc}: {msg}"])
+    lines.extend(e for e in _reference_errors(data) if e not in lines)
+    return lines
+
+
+def _format_errors(exc: ValidationError, data: dict | None = None) -> str:
+    lines = _error_lines(exc, data or {})
+    if len(lines) == 1:
+        return lines[0]
+    return f"{len(lines)} errors:\n  " + "\n  ".join(lines)
 
 
 def parse_config(data: object, source: str = "<config>") -> Config:
@@ -241,7 +275,7 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_format_errors(exc)}") from None
+        raise ConfigError(f"{source}: {_format_errors(exc, data)}") from None
     return config
 
 
@@ -260,6 +294,11 @@ def load_config(path: Path | str) -> Config:
     for recipe in config.recipes.values():
         if recipe.model is not None and not recipe.model.is_absolute():
             recipe.model = (path.parent / recipe.model).resolve()
+    for tls in [config.node.tls, *(d.tls for d in config.destinations.values())]:
+        for key in ("cert", "key", "ca"):
+            value = getattr(tls, key, None)
+            if value is not None and not value.is_absolute():
+                setattr(tls, key, (path.parent / value).resolve())
     return config
 
 

@@ -29,6 +29,7 @@ SOP_NAMES = {
     "1.2.840.10008.5.1.4.1.1.30": "Parametric Map",
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation",
     "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color SC",
+    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte SC",
     "1.2.840.10008.5.1.4.1.1.88.34": "Comprehensive 3D SR",
 }
 

@@ -11,6 +11,7 @@ import logging
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import SimpleITK as sitk
 
 log = logging.getLogger(__name__)
@@ -37,3 +38,41 @@ def resample_onto(image: sitk.Image, reference: sitk.Image,
     """Resample `image` onto `reference`'s grid (size, origin, spacing, direction)."""
     return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear,
                          float(default_value), sitk.sitkFloat32)
+
+
+def _bracket(offsets: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower neighbour index in `offsets` (ascending) and linear weight of the upper one."""
+    lower = np.clip(np.searchsorted(offsets, at, side="right") - 1, 0, max(len(offsets) - 2, 0))
+    if len(offsets) < 2:
+        return lower, np.zeros_like(at, dtype=np.float32)
+    width = offsets[lower + 1] - offsets[lower]
+    return lower, np.clip((at - offsets[lower]) / width, 0.0, 1.0).astype(np.float32)
+
+
+def stack_to_uniform(stack: np.ndarray, offsets: np.ndarray, spacing: float) -> np.ndarray:
+    """Slices at ascending `offsets` (mm along the normal) -> uniform slices 0, spacing, ...
+
+    Linear along the normal, slice by slice (no 3-D temporaries): in-plane pixels are untouched.
+    """
+    n = round(float(offsets[-1]) / spacing) + 1
+    lower, weight = _bracket(np.asarray(offsets, float), np.arange(n) * spacing)
+    out = np.empty((n, *stack.shape[1:]), np.float32)
+    for j in range(n):
+        k, w = int(lower[j]), float(weight[j])
+        out[j] = stack[k] if w == 0.0 else (1 - w) * stack[k] + w * stack[k + 1]
+    return out
+
+
+def uniform_to_stack(volume: np.ndarray, offsets: np.ndarray, spacing: float, *,
+                     nearest: bool = False) -> np.ndarray:
+    """Inverse of `stack_to_uniform`: values of the uniform slices at each source offset."""
+    grid = np.arange(volume.shape[0]) * spacing
+    lower, weight = _bracket(grid, np.asarray(offsets, float))
+    out = np.empty((len(offsets), *volume.shape[1:]), volume.dtype)
+    for j in range(len(offsets)):
+        k, w = int(lower[j]), float(weight[j])
+        if nearest or w == 0.0:
+            out[j] = volume[k + int(w >= 0.5)] if nearest else volume[k]
+        else:
+            out[j] = (1 - w) * volume[k] + w * volume[k + 1]
+    return out

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 
 from pipeline.encode.pm import encode_pm
 from pipeline.encode.sc import encode_sc
+from pipeline.encode.sc_grey import encode_sc_grey
 from pipeline.encode.seg import encode_seg
 from pipeline.encode.sr import encode_sr
 from pipeline.errors import InputError
@@ -26,12 +27,13 @@ from pipeline.models.package import ModelPackage, load_package
 from pipeline.preview import write_preview
 from pipeline.resample import CT_DEFAULT, SUV_DEFAULT, resample_onto, resample_to_spacing
 from pipeline.series import Volume, load_series
-from pipeline.types import OutputFile, PipelineResult, Recipe
+from pipeline.suvr import label_on_grid, to_suvr
+from pipeline.types import Lesion, OutputFile, PipelineResult, Recipe
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-KNOWN_OUTPUTS = ("pm", "sc", "seg", "sr")
+KNOWN_OUTPUTS = ("pm", "sc", "sc_grey", "seg", "sr")
 
 
 def _timed(timings: dict[str, float], stage: str, fn: Callable[[], T]) -> T:
@@ -43,15 +45,29 @@ def _timed(timings: dict[str, float], stage: str, fn: Callable[[], T]) -> T:
 
 
 def synthesize(volume: Volume, model: ModelPackage, timings: dict[str, float]) -> np.ndarray:
-    """Source volume -> model grid -> network -> SUV (z, y, x) back on the source grid."""
+    """Working volume -> model grid -> network -> SUV (z, y, x) back on the working grid."""
     background = CT_DEFAULT if volume.modality == "CT" else 0.0
     on_model = _timed(timings, "resample", lambda: resample_to_spacing(
         volume.image, model.spacing_mm, background))
-    predicted = _timed(timings, "infer", lambda: model.predict(sitk.GetArrayFromImage(on_model)))
-    out = sitk.GetImageFromArray(predicted.astype(np.float32))
+    predicted = _timed(timings, "infer",
+                       lambda: model.predict(sitk.GetArrayViewFromImage(on_model)))
+    out = sitk.GetImageFromArray(np.asarray(predicted, np.float32))
+    del predicted
     out.CopyInformation(on_model)
+    on_model = None  # free the model-grid input before resampling back
     back = _timed(timings, "resample", lambda: resample_onto(out, volume.image, SUV_DEFAULT))
     return sitk.GetArrayFromImage(back)
+
+
+def _masks(volume: Volume, recipe: Recipe, suv: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Apply the recipe's SUVR reference region; return (values, organ mask or None)."""
+    if recipe.reference_region is not None:
+        suv = to_suvr(suv, label_on_grid(recipe.reference_region, volume.image),
+                      recipe.reference_label)
+    organ = None
+    if recipe.organ_mask is not None:
+        organ = label_on_grid(recipe.organ_mask, volume.image) != 0
+    return suv, organ
 
 
 def encode_all(volume: Volume, suv: np.ndarray, labels: np.ndarray, lesions: list, out_dir: Path,
@@ -66,6 +82,8 @@ def encode_all(volume: Volume, suv: np.ndarray, labels: np.ndarray, lesions: lis
         written.append(encode_pm(volume, suv, out_dir, units=units, **kw))
     if "sc" in outputs:
         written.append(encode_sc(volume, suv, labels, out_dir, units=units, **kw))
+    if "sc_grey" in outputs:
+        written.append(encode_sc_grey(volume, suv, out_dir, units=units, **kw))
     seg_file = None
     if "seg" in outputs or ("sr" in outputs and lesions):
         seg_file = encode_seg(volume, labels, lesions, out_dir, **kw)
@@ -75,6 +93,25 @@ def encode_all(volume: Volume, suv: np.ndarray, labels: np.ndarray, lesions: lis
         seg = pydicom.dcmread(seg_file.path, stop_before_pixels=True) if seg_file else None
         written.append(encode_sr(volume, lesions, seg, out_dir, units=units, **kw))
     return written
+
+
+def detect_and_encode(volume: Volume, suv: np.ndarray, recipe: Recipe, out_dir: Path,
+                      timings: dict[str, float], *, model_version: str, units: str
+                      ) -> tuple[list[OutputFile], list[Lesion], np.ndarray, np.ndarray]:
+    """SUV on the working grid -> lesions (working grid) -> outputs on the source frames.
+
+    Returns the outputs, the lesions, and SUV and labels on the source frames.
+    """
+    suv, organ = _timed(timings, "detect", lambda: _masks(volume, recipe, suv))
+    labels, lesions = _timed(timings, "detect", lambda: detect_lesions(
+        suv, volume.image, recipe.lesion_threshold, recipe.min_lesion_volume_ml, recipe.max_lesions,
+        recipe.max_lesion_volume_ml, organ_mask=organ))
+    # Detection ran on the uniform working grid; outputs go onto the source frame positions.
+    suv, labels = volume.to_source(suv), volume.to_source(labels, nearest=True)
+    outputs = _timed(timings, "encode", lambda: encode_all(
+        volume, suv, labels, lesions, out_dir, recipe.outputs, model_version=model_version,
+        units=units))
+    return outputs, lesions, suv, labels
 
 
 def run(files: Sequence[Path], out_dir: Path, *, recipe: Recipe, model: ModelPackage | None = None,
@@ -89,17 +126,14 @@ def run(files: Sequence[Path], out_dir: Path, *, recipe: Recipe, model: ModelPac
     if model is None:
         model = _timed(timings, "load", lambda: load_package(recipe.model, device))
     suv = synthesize(volume, model, timings)
-    labels, lesions = _timed(timings, "detect", lambda: detect_lesions(
-        suv, volume.image, recipe.lesion_threshold, recipe.min_lesion_volume_ml, recipe.max_lesions,
-        recipe.max_lesion_volume_ml))
-    outputs = _timed(timings, "encode", lambda: encode_all(
-        volume, suv, labels, lesions, out_dir, recipe.outputs, model_version=model.version,
-        units=model.units))
+    units = "SUVR" if recipe.reference_region is not None else model.units
+    outputs, lesions, suv, labels = detect_and_encode(volume, suv, recipe, out_dir, timings,
+                                                      model_version=model.version, units=units)
     png = None
     if preview:
         png = _timed(timings, "preview", lambda: write_preview(
-            volume.array(), suv, labels, out_dir / "preview.png", modality=volume.modality))
+            volume.source_array(), suv, labels, out_dir / "preview.png", modality=volume.modality))
     log.info("series %s: %d lesions, %d outputs, timings %s", volume.series_uid, len(lesions),
              len(outputs), {k: round(v, 3) for k, v in timings.items()})
-    return PipelineResult(outputs=outputs, lesions=lesions, timings=timings, units=model.units,
+    return PipelineResult(outputs=outputs, lesions=lesions, timings=timings, units=units,
                           model_version=model.version, preview_png=png)

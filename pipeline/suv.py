@@ -1,4 +1,4 @@
-"""SUVbw from PET DICOM headers (QIBA vendor-neutral pseudo-code).
+"""SUV (bw, lbm, bsa) from PET DICOM headers (QIBA vendor-neutral pseudo-code).
 
 Why: training targets and any PET shown next to the virtual PET must be in SUV, and vendors
 store activity differently (Bq/ml decayed to the scan start or to injection, counts with a
@@ -108,45 +108,112 @@ def _positive(value, tag: str) -> float:
     return number
 
 
-def bqml_factor(ds: pydicom.Dataset, earliest_acquisition: dt.datetime | None = None) -> float:
-    """Bq/ml -> SUVbw: weight[g] / decayed injected dose[Bq]."""
+def _height_m(ds: pydicom.Dataset) -> float:
+    height = _positive(ds.get("PatientSize"), "PatientSize (0010,1020)")
+    return height / 100.0 if height > 3.0 else height  # some sites write centimetres
+
+
+def lbm_kg(ds: pydicom.Dataset, formula: str = "james") -> float:
+    """Lean body mass: James (1976) or Janmahasatian (2005), by PatientSex (0010,0040)."""
+    weight = _positive(ds.get("PatientWeight"), "PatientWeight (0010,1030)")
+    height_m = _height_m(ds)
+    sex = str(ds.get("PatientSex", "")).upper()
+    if sex not in ("M", "F"):
+        raise SUVError(f"PatientSex (0010,0040) is {sex or 'missing'!r}: SUVlbm needs M or F")
+    if formula == "janmahasatian":
+        bmi = weight / height_m**2
+        return 9270 * weight / ((6680 + 216 * bmi) if sex == "M" else (8780 + 244 * bmi))
+    ratio = weight / (100 * height_m)
+    return 1.10 * weight - 128 * ratio**2 if sex == "M" else 1.07 * weight - 148 * ratio**2
+
+
+def bsa_m2(ds: pydicom.Dataset) -> float:
+    """Body surface area, DuBois & DuBois (1916): 0.007184 W^0.425 H[cm]^0.725."""
+    weight = _positive(ds.get("PatientWeight"), "PatientWeight (0010,1030)")
+    return 0.007184 * weight**0.425 * (100 * _height_m(ds)) ** 0.725
+
+
+def body_factor(ds: pydicom.Dataset, kind: str = "bw") -> float:
+    """Numerator of SUV: weight [g] (bw), lean body mass [g] (lbm, lbm_jan) or BSA [cm2] (bsa)."""
+    if kind == "bw":
+        return _positive(ds.get("PatientWeight"), "PatientWeight (0010,1030)") * 1000.0
+    if kind in ("lbm", "lbm_james"):
+        return lbm_kg(ds, "james") * 1000.0
+    if kind == "lbm_jan":
+        return lbm_kg(ds, "janmahasatian") * 1000.0
+    if kind == "bsa":
+        return bsa_m2(ds) * 1e4
+    raise SUVError(f"unknown SUV kind {kind!r}; known: bw, lbm, lbm_jan, bsa")
+
+
+def _decay_seconds(ds: pydicom.Dataset, at: dt.datetime) -> float:
+    decay_s = (at - injection_datetime(ds, at)).total_seconds()
+    if decay_s < 0:
+        raise SUVError(f"negative decay time ({decay_s:.0f} s): RadiopharmaceuticalStartDateTime "
+                       "(0018,1078) / RadiopharmaceuticalStartTime (0018,1072) is after the scan "
+                       "time")
+    return decay_s
+
+
+def _uncorrected_gain(ds: pydicom.Dataset, half_life: float) -> float:
+    """DecayCorrection NONE: activity at frame start / frame average, times decay to injection.
+
+    The frame measured the mean of A0*exp(-l t) over its duration d: A0 = mean * l d / (1 -
+    exp(-l d)); A0 is then referred to injection through the frame start time.
+    """
+    start = _date_time(ds, "AcquisitionDate", "AcquisitionTime")
+    if start is None:
+        raise SUVError("DecayCorrection NONE needs AcquisitionDate (0008,0022) / "
+                       "AcquisitionTime (0008,0032) of each frame")
+    lam = np.log(2.0) / half_life
+    duration_s = float(ds.get("ActualFrameDuration", 0) or 0) / 1000.0
+    average = lam * duration_s / -np.expm1(-lam * duration_s) if duration_s > 0 else 1.0
+    return float(average * 2.0 ** (_decay_seconds(ds, start) / half_life))
+
+
+def bqml_factor(ds: pydicom.Dataset, earliest_acquisition: dt.datetime | None = None,
+                kind: str = "bw") -> float:
+    """Bq/ml -> SUV: body factor (g or cm2) / injected dose decayed to the reference time [Bq]."""
     corrected = {str(v).upper() for v in (ds.get("CorrectedImage") or [])}
-    missing = {"ATTN", "DECY"} - corrected
+    decay_correction = str(ds.get("DecayCorrection", "")).upper()
+    needed = {"ATTN", "DECY"} if decay_correction != "NONE" else {"ATTN"}
+    missing = needed - corrected
     if missing:
         raise SUVError(f"CorrectedImage (0028,0051) lacks {'/'.join(sorted(missing))}: "
                        "SUV needs attenuation- and decay-corrected activity")
-    weight = _positive(ds.get("PatientWeight"), "PatientWeight (0010,1030)")
+    body = body_factor(ds, kind)
     item = _radiopharmaceutical(ds)
     dose = _positive(item.get("RadionuclideTotalDose"), "RadionuclideTotalDose (0018,1074)")
-    decay_correction = str(ds.get("DecayCorrection", "")).upper()
     if decay_correction == "ADMIN":
-        return weight * 1000.0 / dose
-    if decay_correction != "START":
+        return body / dose
+    if decay_correction not in ("START", "NONE"):
         raise SUVError(f"DecayCorrection (0054,1102) is {decay_correction or 'missing'!r}; "
-                       "only START and ADMIN are supported")
+                       "expected START, ADMIN or NONE")
     half_life = _positive(item.get("RadionuclideHalfLife"), "RadionuclideHalfLife (0018,1075)")
-    scan = scan_datetime(ds, earliest_acquisition)
-    decay_s = (scan - injection_datetime(ds, scan)).total_seconds()
-    if decay_s < 0:
-        raise SUVError(f"negative decay time ({decay_s:.0f} s): RadiopharmaceuticalStartDateTime "
-                       "(0018,1078) is after the scan time")
-    return weight * 1000.0 / (dose * 2.0 ** (-decay_s / half_life))
+    if decay_correction == "NONE":
+        return body / dose * _uncorrected_gain(ds, half_life)
+    decay_s = _decay_seconds(ds, scan_datetime(ds, earliest_acquisition))
+    return body / (dose * 2.0 ** (-decay_s / half_life))
 
 
-def suv_factor(ds: pydicom.Dataset, earliest_acquisition: dt.datetime | None = None) -> float:
-    """Factor that turns rescaled PET pixel values (Units BQML, GML or CNTS) into SUVbw."""
+def suv_factor(ds: pydicom.Dataset, earliest_acquisition: dt.datetime | None = None,
+               kind: str = "bw") -> float:
+    """Factor that turns rescaled PET pixel values (Units BQML, GML or CNTS) into SUV `kind`."""
     units = str(ds.get("Units", "")).upper()
     if units == "GML":
+        if kind != "bw":  # stored SUVbw: rescale by body factor ratio
+            return body_factor(ds, kind) / body_factor(ds, "bw")
         return 1.0
     if units == "BQML":
-        return bqml_factor(ds, earliest_acquisition)
+        return bqml_factor(ds, earliest_acquisition, kind)
     if units == "CNTS":
         if ds.get(PHILIPS_SUV_FACTOR) is not None and ds[PHILIPS_SUV_FACTOR].value:
-            return _positive(_value(ds[PHILIPS_SUV_FACTOR].value), "Philips private (7053,1000)")
+            factor = _positive(_value(ds[PHILIPS_SUV_FACTOR].value), "Philips private (7053,1000)")
+            return factor * (body_factor(ds, kind) / body_factor(ds, "bw") if kind != "bw" else 1.0)
         if ds.get(PHILIPS_ACTIVITY_FACTOR) is not None and ds[PHILIPS_ACTIVITY_FACTOR].value:
             to_bqml = _positive(_value(ds[PHILIPS_ACTIVITY_FACTOR].value),
                                 "Philips private (7053,1009)")
-            return to_bqml * bqml_factor(ds, earliest_acquisition)
+            return to_bqml * bqml_factor(ds, earliest_acquisition, kind)
         raise SUVError("Units (0054,1001) CNTS without Philips private (7053,1000) or (7053,1009)")
     raise SUVError(f"Units (0054,1001) is {units or 'missing'!r}; expected BQML, GML or CNTS")
 
@@ -161,28 +228,63 @@ def _value(raw) -> float:
     return float(raw)
 
 
-_SERIES_LEVEL = ("Units", "DecayCorrection", "PatientWeight", "SeriesDate", "SeriesTime")
+_SERIES_LEVEL = {
+    "Units": "(0054,1001)", "DecayCorrection": "(0054,1102)", "PatientWeight": "(0010,1030)",
+    "PatientSize": "(0010,1020)", "PatientSex": "(0010,0040)", "SeriesDate": "(0008,0021)",
+    "SeriesTime": "(0008,0031)", "CorrectedImage": "(0028,0051)",
+}
+_RADIOPHARMACEUTICAL = {
+    "RadionuclideTotalDose": "(0018,1074)", "RadionuclideHalfLife": "(0018,1075)",
+    "RadiopharmaceuticalStartDateTime": "(0018,1078)", "RadiopharmaceuticalStartTime": "(0018,1072)",
+}
 
 
-def series_suv_factor(datasets: Sequence[pydicom.Dataset]) -> float:
-    """One SUVbw factor for a whole series; refuses series-level tags that differ by instance."""
-    if not datasets:
-        raise SUVError("no PET instances given")
-    first = datasets[0]
-    for keyword in _SERIES_LEVEL:
+def _check_consistent(datasets: Sequence[pydicom.Dataset]) -> None:
+    for keyword, tag in _SERIES_LEVEL.items():
         values = {str(ds.get(keyword, "")) for ds in datasets}
         if len(values) > 1:
-            raise SUVError(f"inconsistent {keyword} across instances: {sorted(values)}")
-    doses = {str(_radiopharmaceutical(ds).get("RadionuclideTotalDose", "")) for ds in datasets}
-    if len(doses) > 1:
-        raise SUVError(f"inconsistent RadionuclideTotalDose (0018,1074) across instances: {doses}")
+            raise SUVError(f"inconsistent {keyword} {tag} across instances: {sorted(values)}")
+    for keyword, tag in _RADIOPHARMACEUTICAL.items():
+        values = {str(_radiopharmaceutical(ds).get(keyword, "")) for ds in datasets}
+        if len(values) > 1:
+            raise SUVError(f"inconsistent {keyword} {tag} across instances: {sorted(values)}")
+
+
+def slice_suv_factors(datasets: Sequence[pydicom.Dataset], kind: str = "bw") -> np.ndarray:
+    """One factor per instance (they differ only with DecayCorrection NONE); checks consistency."""
+    if not datasets:
+        raise SUVError("no PET instances given")
+    _check_consistent(datasets)
     acquisitions = [a for ds in datasets
                     if (a := _date_time(ds, "AcquisitionDate", "AcquisitionTime")) is not None]
-    factor = suv_factor(first, min(acquisitions) if acquisitions else None)
-    log.debug("SUVbw factor %.6g for series %s", factor, first.get("SeriesInstanceUID", "?"))
-    return factor
+    earliest = min(acquisitions) if acquisitions else None
+    if str(datasets[0].get("DecayCorrection", "")).upper() == "NONE":
+        return np.array([suv_factor(ds, earliest, kind) for ds in datasets])
+    return np.full(len(datasets), suv_factor(datasets[0], earliest, kind))
 
 
-def to_suv(datasets: Sequence[pydicom.Dataset], values: np.ndarray) -> np.ndarray:
-    """Rescaled PET values (z, y, x; slices in `datasets` order) -> SUVbw float32."""
-    return (np.asarray(values, np.float32) * np.float32(series_suv_factor(datasets)))
+def series_suv_factor(datasets: Sequence[pydicom.Dataset], kind: str = "bw") -> float:
+    """One SUV factor for a whole series; refuses series-level tags that differ by instance."""
+    factors = slice_suv_factors(datasets, kind)
+    if np.ptp(factors) > 1e-9 * float(factors.max()):
+        raise SUVError("DecayCorrection (0054,1102) NONE: the SUV factor differs per frame; "
+                       "use slice_suv_factors")
+    log.debug("SUV%s factor %.6g for series %s", kind, factors[0],
+              datasets[0].get("SeriesInstanceUID", "?"))
+    return float(factors[0])
+
+
+def to_suv(datasets: Sequence[pydicom.Dataset], values: np.ndarray, kind: str = "bw") -> np.ndarray:
+    """Rescaled PET values (z, y, x; slices in `datasets` order) -> SUV float32.
+
+    Per-slice rescale is applied when loading (`pipeline.series`); per-slice SUV factors
+    (DecayCorrection NONE) need one slice per dataset.
+    """
+    factors = slice_suv_factors(datasets, kind)
+    values = np.asarray(values, np.float32)
+    if np.ptp(factors) <= 1e-9 * float(factors.max()):
+        return values * np.float32(factors[0])
+    if values.shape[0] != len(datasets):
+        raise SUVError(f"per-slice SUV factors (DecayCorrection NONE) need one slice per "
+                       f"instance: {values.shape[0]} slices, {len(datasets)} instances")
+    return values * factors.astype(np.float32)[:, None, None]

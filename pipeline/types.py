@@ -20,7 +20,14 @@ class Recipe:
     # lesions: a 30 mm lesion is 14 ml, a kidney 120-200 ml.
     max_lesion_volume_ml: float = 100.0
     max_lesions: int = 50
-    outputs: tuple[str, ...] = ("pm", "sc", "seg", "sr")
+    outputs: tuple[str, ...] = ("pm", "sc", "sc_grey", "seg", "sr")
+    # SUVR recipes: a label image in patient (LPS) coordinates, any SimpleITK format
+    # (.nii.gz, .nrrd, .mha), whose voxels == reference_label are the reference region (e.g.
+    # cerebellar grey matter for amyloid); the synthetic PET is divided by its mean. None = off.
+    reference_region: Path | None = None
+    reference_label: int = 1
+    # Optional organ mask (same kind of file, nonzero = search here) restricting lesion detection.
+    organ_mask: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class Lesion:
     volume_ml: float
     voxel_count: int
     centroid_mm: tuple[float, float, float]  # patient coordinates (LPS)
+    suv_peak: float = float("nan")  # mean in the 1 ml sphere placed to maximize it (PERCIST)
+    tlg: float = float("nan")  # total lesion glycolysis: SUVmean x volume (ml)
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,7 @@ class OutputFile:
     """One DICOM instance written by the pipeline, ready to be sent."""
 
     path: Path
-    kind: str  # "pm" | "sc" | "seg" | "sr"
+    kind: str  # "pm" | "sc" | "sc_grey" | "seg" | "sr"
     sop_class_uid: str
     sop_instance_uid: str
     series_instance_uid: str

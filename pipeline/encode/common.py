@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 MANUFACTURER = "virtual-pet"
 MODEL_NAME = "virtual-pet synthesis"
 DEVICE_SERIAL = "0"
-SERIES_NUMBERS = {"pm": 9101, "sc": 9102, "seg": 9103, "sr": 9104}
+SERIES_NUMBERS = {"pm": 9101, "sc": 9102, "seg": 9103, "sr": 9104, "sc_grey": 9105}
 
 # Attributes highdicom does not copy (or that dciodvfy needs) taken from the first source image.
 PATIENT_STUDY = (
@@ -42,8 +43,22 @@ def copy_attributes(target: pydicom.Dataset, source: pydicom.Dataset,
 def series_description(kind: str, units: str) -> str:
     """Every output says it is synthetic; SeriesDescription is LO (64 chars max)."""
     text = {"pm": f"Virtual PET {units} (synthetic)", "sc": "Virtual PET fused (synthetic)",
-            "seg": "Virtual PET lesions (synthetic)", "sr": "Virtual PET report (synthetic)"}
+            "seg": "Virtual PET lesions (synthetic)", "sr": "Virtual PET report (synthetic)",
+            "sc_grey": f"Virtual PET {units} grey (synthetic)"}
     return text[kind][:64]
+
+
+def in_source_order(volume, values):
+    """Frames sorted along the normal -> the order of the source frames in their instance.
+
+    Single-frame sources: unchanged (datasets are sorted the same way). An enhanced
+    multi-frame source: highdicom pairs output frame i with source frame i, so reorder.
+    """
+    if not volume.multiframe:
+        return values
+    out = np.empty_like(values)
+    out[[f.number - 1 for f in volume.frames]] = values
+    return out
 
 
 def write(ds: pydicom.Dataset, out_dir: Path, kind: str, n: int | None = None) -> OutputFile:

@@ -20,6 +20,7 @@ from pipeline.encode.common import (
     SERIES_EXTRAS,
     SERIES_NUMBERS,
     copy_attributes,
+    in_source_order,
     series_description,
     write,
 )
@@ -47,7 +48,7 @@ def encode_pm(volume: Volume, suv: np.ndarray, out_dir: Path, *, model_version: 
               units: str = "SUVbw") -> OutputFile:
     """Write `pm.dcm`: `suv` (z, y, x) on the source grid, frames aligned with source slices."""
     series_uid, sop_uid = output_uids(volume.datasets, model_version, "pm")
-    pixels = np.ascontiguousarray(np.clip(suv, 0.0, None), dtype=np.float32)
+    pixels = in_source_order(volume, np.ascontiguousarray(np.clip(suv, 0.0, None), dtype=np.float32))
     width = max(float(np.percentile(pixels, 99.9)), 1.0)
     pm = hd.pm.ParametricMap(
         source_images=volume.datasets, pixel_array=pixels, series_instance_uid=series_uid,
@@ -63,5 +64,5 @@ def encode_pm(volume: Volume, suv: np.ndarray, out_dir: Path, *, model_version: 
     )
     pm.SeriesDescription = series_description("pm", units)
     copy_attributes(pm, volume.datasets[0], SERIES_EXTRAS)
-    copy_attributes(pm, volume.datasets[0], ("SpecificCharacterSet",))
+    copy_attributes(pm, volume.datasets[0], ("SpecificCharacterSet",), overwrite=True)
     return write(pm, out_dir, "pm")

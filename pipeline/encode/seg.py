@@ -21,6 +21,7 @@ from pipeline.encode.common import (
     SERIES_EXTRAS,
     SERIES_NUMBERS,
     copy_attributes,
+    in_source_order,
     series_description,
     write,
 )
@@ -63,7 +64,8 @@ def encode_seg(volume: Volume, labels: np.ndarray, lesions: list[Lesion], out_di
         for les in lesions
     ]
     seg = hd.seg.Segmentation(
-        source_images=volume.datasets, pixel_array=labels.astype(np.uint16),
+        source_images=volume.datasets,
+        pixel_array=in_source_order(volume, labels.astype(np.uint16)),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=series_uid,
         series_number=SERIES_NUMBERS["seg"], sop_instance_uid=sop_uid, instance_number=1,
@@ -74,5 +76,5 @@ def encode_seg(volume: Volume, labels: np.ndarray, lesions: list[Lesion], out_di
     )
     seg.SeriesDescription = series_description("seg", "")
     copy_attributes(seg, volume.datasets[0], SERIES_EXTRAS)
-    copy_attributes(seg, volume.datasets[0], ("SpecificCharacterSet",))
+    copy_attributes(seg, volume.datasets[0], ("SpecificCharacterSet",), overwrite=True)
     return write(seg, out_dir, "seg")

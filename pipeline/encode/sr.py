@@ -1,4 +1,4 @@
-"""TID 1500 Measurement Report: per-lesion SUVmax, SUVmean and volume, referencing the SEG.
+"""TID 1500 Measurement Report: per-lesion SUVmax, SUVmean, SUVpeak, volume and TLG, with the SEG.
 
 Why: a structured report makes the numbers queryable and keeps them tied to the segments
 (by segment number and tracking UID) and to the source series they were measured on.
@@ -9,6 +9,7 @@ With no lesion the report states the procedure, the image library and one group 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import highdicom as hd
@@ -16,7 +17,14 @@ import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from pipeline.encode.common import MANUFACTURER, SERIES_NUMBERS, series_description, write
+from pipeline.encode.common import (
+    MANUFACTURER,
+    PATIENT_STUDY,
+    SERIES_NUMBERS,
+    copy_attributes,
+    series_description,
+    write,
+)
 from pipeline.encode.seg import ALGORITHM_NAME, tracking_uid
 from pipeline.encode.uids import derive_uid, output_uids, source_key
 from pipeline.series import Volume
@@ -25,6 +33,7 @@ from pipeline.types import Lesion, OutputFile
 log = logging.getLogger(__name__)
 
 MILLILITER = Code("ml", "UCUM", "milliliter")
+GRAM = Code("g", "UCUM", "gram")
 PROCEDURES = {"CT": Code("77477000", "SCT", "Computed Tomography"),
               "MR": Code("113091000", "SCT", "Magnetic Resonance Imaging")}
 
@@ -48,6 +57,13 @@ def _lesion_group(volume: Volume, seg: pydicom.Dataset, lesion: Lesion, model_ve
         hd.sr.Measurement(name=codes.SCT.Volume, value=lesion.volume_ml, unit=MILLILITER,
                           algorithm_id=algo),
     ]
+    if math.isfinite(lesion.suv_peak):  # 1 ml sphere mean: derivation DCM 126031 (CID 7464)
+        measurements.append(hd.sr.Measurement(
+            name=name, value=lesion.suv_peak, unit=unit, derivation=codes.DCM.PeakValueWithinROI,
+            algorithm_id=algo))
+    if units != "SUVR" and math.isfinite(lesion.tlg):  # SUVmean x ml = g; no meaning for SUVR
+        measurements.append(hd.sr.Measurement(
+            name=codes.DCM.TotalLesionGlycolysis, value=lesion.tlg, unit=GRAM, algorithm_id=algo))
     # The constructor, not from_segmentation: that fails on single-segment SEGs (REFERENCE.md).
     segment = hd.sr.ReferencedSegment(
         sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID,
@@ -72,6 +88,24 @@ def _no_findings(volume: Volume, model_version: str) -> hd.sr.MeasurementsAndQua
             value=codes.DCM.AllAlgorithmsSucceededWithoutFindings)])
 
 
+_EVIDENCE_KEYWORDS = PATIENT_STUDY + (
+    "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "Modality", "FrameOfReferenceUID",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns",
+    "SeriesDate", "SeriesTime", "AcquisitionDate", "AcquisitionTime", "ContentDate",
+    "ContentTime", "NumberOfFrames", "SharedFunctionalGroupsSequence", "SliceThickness",
+    "ImageType", "StudyDescription", "SeriesDescription", "SeriesNumber", "InstanceNumber",
+    "FrameOfReferenceUID", "PatientOrientation", "ImageLaterality", "Laterality",
+)
+
+
+def _slim(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """Only what the image library and evidence need: highdicom deep-copies every source
+    header, which costs seconds on a 300-slice CT."""
+    slim = pydicom.Dataset()
+    copy_attributes(slim, ds, _EVIDENCE_KEYWORDS)
+    return slim
+
+
 def encode_sr(volume: Volume, lesions: list[Lesion], seg: pydicom.Dataset | None, out_dir: Path,
               *, model_version: str, units: str = "SUVbw") -> OutputFile:
     """Write `sr.dcm` (Comprehensive 3D SR); `seg` is the SEG dataset, required with lesions."""
@@ -84,18 +118,22 @@ def encode_sr(volume: Volume, lesions: list[Lesion], seg: pydicom.Dataset | None
     context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
         observer_type=codes.DCM.Device, observer_identifying_attributes=device))
     groups = [_lesion_group(volume, seg, les, model_version, units) for les in lesions]
+    sources = [_slim(ds) for ds in volume.datasets]
     if not groups:
         groups = [_no_findings(volume, model_version)]
     report = hd.sr.MeasurementReport(
         observation_context=context,
         procedure_reported=PROCEDURES.get(volume.modality, PROCEDURES["CT"]),
-        imaging_measurements=groups, referenced_images=volume.datasets)
-    evidence = list(volume.datasets) + ([seg] if seg is not None else [])
+        imaging_measurements=groups,
+        # highdicom's image library reads top-level PixelSpacing: single-frame sources only
+        referenced_images=None if volume.multiframe else sources)
+    evidence = sources + ([seg] if seg is not None else [])
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence, content=report, series_instance_uid=series_uid,
         series_number=SERIES_NUMBERS["sr"], sop_instance_uid=sop_uid, instance_number=1,
         manufacturer=MANUFACTURER, is_complete=True)
     sr.SeriesDescription = series_description("sr", units)
+    copy_attributes(sr, volume.datasets[0], ("SpecificCharacterSet",), overwrite=True)
     if not lesions:
         log.info("SR written without measurements: no lesion above threshold")
     return write(sr, out_dir, "sr")

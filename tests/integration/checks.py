@@ -11,6 +11,7 @@ import pydicom
 PM = "1.2.840.10008.5.1.4.1.1.30"
 SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 SC_MF = "1.2.840.10008.5.1.4.1.1.7.4"
+SC_GREY = "1.2.840.10008.5.1.4.1.1.7.2"
 SR = "1.2.840.10008.5.1.4.1.1.88.34"
 
 
@@ -38,10 +39,10 @@ def frame_positions(ds: pydicom.Dataset) -> np.ndarray:
 
 
 def check_outputs(datasets: list[pydicom.Dataset], ct_files: list[Path]) -> None:
-    """Every kind present once; same study and frame of reference; PM aligned with the CT."""
+    """Every kind present once; same study and frame of reference; PM and SCs aligned with the CT."""
     study, frame_of_reference, z = source_positions(ct_files)
     counts = Counter(ds.SOPClassUID for ds in datasets)
-    assert counts == {PM: 1, SEG: 1, SC_MF: 1, SR: 1}, counts
+    assert counts == {PM: 1, SEG: 1, SC_MF: 1, SC_GREY: 1, SR: 1}, counts
     for ds in datasets:
         assert ds.StudyInstanceUID == study
         assert "synthetic" in ds.SeriesDescription.lower()
@@ -52,4 +53,7 @@ def check_outputs(datasets: list[pydicom.Dataset], ct_files: list[Path]) -> None
     assert int(pm.NumberOfFrames) == len(z)
     np.testing.assert_allclose(frame_positions(pm), z, atol=1e-3)
     assert len(seg.SegmentSequence) >= 1
-    assert groups[SC_MF][0].BurnedInAnnotation == "YES"
+    for sc in (groups[SC_MF][0], groups[SC_GREY][0]):
+        assert sc.BurnedInAnnotation == "YES" and int(sc.NumberOfFrames) == len(z)
+        np.testing.assert_allclose(np.sort([float(v) for v in sc.SliceLocationVector]), z,
+                                   atol=1e-3)

@@ -81,8 +81,13 @@ def test_seg_and_sr(ct_volume, hot_suv, tmp_path):
     groups = sr.content.get_volumetric_roi_measurement_groups()
     assert len(groups) == 2
     values = sorted(float(m.value) for m in groups[0].get_measurements())
-    expected = sorted([lesions[0].suv_max, lesions[0].suv_mean, lesions[0].volume_ml])
+    les = lesions[0]
+    expected = sorted([les.suv_max, les.suv_mean, les.volume_ml, les.suv_peak, les.tlg])
     assert values == pytest.approx(expected, rel=1e-4)
+    names = {(m.name.value, m.derivation.value if m.derivation else None)
+             for m in groups[0].get_measurements()}
+    assert ("126401", "126031") in names  # SUVbw, Peak Value Within ROI
+    assert ("126033", None) in names  # Total Lesion Glycolysis
     assert groups[0].tracking_identifier == "lesion-1"
     assert groups[0].tracking_uid == desc.tracking_uid
     again = encode_seg(ct_volume, labels, lesions, tmp_path / "again", model_version=VERSION)

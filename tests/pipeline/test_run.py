@@ -31,7 +31,7 @@ def test_run_end_to_end_is_deterministic(files, tmp_path):
     recipe = dataclasses.replace(RECIPE, model=pkg)
     # threshold 0: the untrained softplus network is positive everywhere -> at least one lesion
     result = run(files, tmp_path / "out1", recipe=recipe)
-    assert {o.kind for o in result.outputs} == {"pm", "sc", "seg", "sr"}
+    assert {o.kind for o in result.outputs} == {"pm", "sc", "sc_grey", "seg", "sr"}
     assert result.lesions and result.units == "SUVbw" and result.model_version == "test-0.1"
     assert set(result.timings) >= {"load", "resample", "infer", "detect", "encode", "preview"}
     assert result.preview_png is not None and result.preview_png.is_file()
