@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from dicom_node import cli_admin
+from dicom_node import cli_admin, cli_bench, cli_mr
 
 app = typer.Typer(help="Virtual PET DICOM node (research use only).", no_args_is_help=True,
                   add_completion=False)
@@ -31,6 +31,13 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(cli_admin.jobs_app, name="jobs")
 app.add_typer(cli_admin.rules_app, name="rules")
 app.command("status")(cli_admin.status)
+# MR -> PET (seed paper 003): bodies in cli_mr.py
+train_app.command("ganbert")(cli_mr.train_ganbert)
+train_app.command("pix2pix3d")(cli_mr.train_pix2pix3d)
+app.command("evaluate")(cli_mr.evaluate)
+app.command("evaluate-table")(cli_mr.evaluate_table)
+bench_app.add_typer(cli_mr.bench_train_app, name="train")
+bench_app.command("receive")(cli_bench.receive)
 
 logger = logging.getLogger("dicom_node.cli")
 
@@ -276,11 +283,18 @@ def phantoms_make(
     out: Annotated[Path, typer.Option("--out", "-o")],
     cases: Annotated[int, typer.Option(min=1)] = 4,
     seed: int = 0,
+    kind: Annotated[str, typer.Option(help="abdomen (CT/PET) or brain (MR/PET).")] = "abdomen",
+    shape: Annotated[str | None, typer.Option(help="CT or MR size as Z,Y,X.")] = None,
 ) -> None:
-    """Write paired synthetic CT/PET phantom cases."""
+    """Write paired synthetic CT/PET (abdomen) or MR/PET (brain) phantom cases."""
     from training.phantoms.make import make_phantoms
 
-    make_phantoms(out, cases, seed)
+    kwargs = {} if shape is None else {
+        "ct_shape" if kind == "abdomen" else "shape": _parse_shape(shape)}
+    try:
+        make_phantoms(out, cases, seed, kind, **kwargs)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
     typer.echo(f"{cases} phantom case(s) written to {out}")
 
 

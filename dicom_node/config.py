@@ -111,7 +111,8 @@ class RecipeSettings(_Model):
 def _default_recipes() -> dict[str, RecipeSettings]:
     return {
         "ct-to-pet": RecipeSettings(modality="CT", units="SUVbw"),
-        "mr-to-pet": RecipeSettings(modality="MR", units="SUVR"),
+        # 1.4 SUVR: the usual amyloid-positive cortical cut-off (whole-cerebellum reference)
+        "mr-to-pet": RecipeSettings(modality="MR", units="SUVR", lesion_threshold=1.4),
     }
 
 

@@ -18,8 +18,10 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Integer,
+    MetaData,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
 )
@@ -34,8 +36,16 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+# Named constraints: migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
 class Base(DeclarativeBase):
-    pass
+    metadata = MetaData(naming_convention=NAMING)
 
 
 class Instance(Base):
@@ -101,11 +111,14 @@ class Delivery(Base):
     """Per-instance, per-destination delivery status of a job's outputs."""
 
     __tablename__ = "delivery"
+    __table_args__ = (UniqueConstraint("job_id", "destination", "sop_instance_uid"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(Integer, index=True)
     destination: Mapped[str] = mapped_column(String(128))
     sop_instance_uid: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(32), default="pending")  # pending|sent|failed
+    # pending (not tried yet) | sent | failed (last attempt failed, will be retried) |
+    # dead (retries exhausted: dead-lettered, last_error says why)
+    status: Mapped[str] = mapped_column(String(32), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
@@ -156,8 +169,15 @@ class Database:
             self.engine = create_engine(url, pool_pre_ping=True)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
+    def upgrade(self) -> None:
+        """Migrate the schema to the newest alembic revision (what start-up runs)."""
+        from dicom_node.migrate import upgrade_to_head
+
+        upgrade_to_head(self.engine)
+
     def create_all(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Kept for callers and tests: the schema now comes from the migrations."""
+        self.upgrade()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

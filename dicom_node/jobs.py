@@ -3,6 +3,15 @@
 Why: the database is the coordinator. PostgreSQL claims with `FOR UPDATE SKIP LOCKED`;
 SQLite claims with one guarded UPDATE (only one writer wins the row). A job whose lease
 expired (crashed worker) is reclaimed, and marked dead after `max_attempts`.
+
+States: queued -> running (pipeline) -> sending (outputs in the outbox, delivering) -> one of
+- done: every output reached every destination;
+- failed: the job cannot succeed as it is (the pipeline refused the series; the reason names
+  the tag / UID). Not retried automatically;
+- dead: automatic retries are spent (a destination still failing after `sender.retries`
+  retries with backoff, or the lease expired `workers.max_attempts` times: the worker keeps
+  crashing). Dead-lettered with the reason; `vpet jobs retry` re-queues it.
+A reclaimed `sending` job re-uses its outbox and sends only instances not yet delivered.
 """
 
 from __future__ import annotations
@@ -10,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from dicom_node.db import Database, Job, utcnow
 
@@ -88,6 +97,15 @@ def update_job(db: Database, job_id: int, owner: str | None = None, **values: ob
         return s.execute(query.values(**values)).rowcount == 1
 
 
+def release_job(db: Database, job_id: int, owner: str) -> bool:
+    """Give a job back on a graceful stop: claimable at once, the attempt not counted."""
+    with db.session() as s:
+        return s.execute(
+            update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.state.in_(ACTIVE))
+            .values(lease_until=utcnow(), attempts=Job.attempts - 1, updated_at=utcnow())
+        ).rowcount == 1
+
+
 def get_job(db: Database, job_id: int) -> Job | None:
     with db.session() as s:
         return s.get(Job, job_id)
@@ -96,4 +114,5 @@ def get_job(db: Database, job_id: int) -> Job | None:
 def pending_count(db: Database) -> int:
     """Jobs not yet final (queued, running, sending)."""
     with db.session() as s:
-        return len(list(s.scalars(select(Job.id).where(Job.state.not_in(FINAL)))))
+        return int(s.scalar(select(func.count()).select_from(Job)
+                            .where(Job.state.not_in(FINAL))) or 0)

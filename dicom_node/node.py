@@ -18,7 +18,9 @@ from sqlalchemy import func, select
 from dicom_node.config import Config, warn_open_peers
 from dicom_node.db import Database, Job, Series
 from dicom_node.jobs import FINAL
+from dicom_node.metrics import NodeMetrics
 from dicom_node.records import release_orphans
+from dicom_node.recovery import restart_grace
 from dicom_node.scp import StorageSCP
 from dicom_node.tracker import SeriesTracker
 from dicom_node.worker import Runner, spawn_worker
@@ -39,6 +41,7 @@ class Node:
         self._stop_workers = mp.get_context("spawn").Event()
         self.workers: list[Any] = []
         self._stopped = threading.Event()
+        self.metrics: NodeMetrics | None = None  # when metrics.port is set
 
     @property
     def port(self) -> int:
@@ -49,15 +52,21 @@ class Node:
         for folder in (self.config.storage.path, self.config.incoming_dir,
                        self.config.outbox_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self.db.create_all()
+        self.db.upgrade()
         released = release_orphans(self.db)
         if released:
             logger.info("%d series from a previous run marked released", released)
+        restart_grace(self.db)
         warn_open_peers(self.config)
         self.scp.start()
         self.tracker.start()
         for i in range(self.config.workers.count):
             self.workers.append(spawn_worker(self.config, i, self._stop_workers, self.runner))
+        if self.config.metrics.port:
+            self.metrics = NodeMetrics(self.config, self.db, lambda: (
+                sum(p.is_alive() for p in self.workers), self.config.workers.count))
+            self.metrics.attach(self.scp._server)
+            self.metrics.start()
         logger.info("node %s up on port %d with %d worker(s)", self.config.node.ae_title,
                     self.port, len(self.workers))
         return self
@@ -67,6 +76,8 @@ class Node:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.scp.stop()
         self.tracker.stop()
         self._stop_workers.set()
@@ -111,6 +122,19 @@ class Node:
             if not proc.is_alive() and not self._stop_workers.is_set():
                 logger.error("worker pid %s exited with %s; restarting", proc.pid, proc.exitcode)
                 self.workers[i] = spawn_worker(self.config, i, self._stop_workers, self.runner)
+
+    def recycle_workers(self) -> None:
+        """After a config reload: start fresh workers; old ones finish their job and exit."""
+        if not self.workers or self._stopped.is_set():
+            return
+        old, old_stop = self.workers, self._stop_workers
+        self._stop_workers = mp.get_context("spawn").Event()
+        self.workers = [spawn_worker(self.config, i, self._stop_workers, self.runner)
+                        for i in range(len(old))]
+        old_stop.set()
+        threading.Thread(target=lambda: [p.join() for p in old], name="vpet-reap",
+                         daemon=True).start()
+        logger.info("%d worker(s) replaced to apply the reloaded config", len(old))
 
     def serve_forever(self) -> None:
         """Block until SIGTERM/SIGINT, then stop gracefully (used by `vpet serve`)."""

@@ -89,9 +89,10 @@ def _record_once(db: Database, item: ReceivedInstance) -> Series:
                 logger.warning("instance %s moved from series %s to %s", item.sop_instance_uid,
                                inst.series_uid, item.series_uid)
                 inst.series_uid = item.series_uid
+                inst.series_version = series.version
                 series.instance_count += 1
+            # a re-sent instance keeps the version it first arrived in (it belongs to that set)
             inst.path, inst.received_at = item.path, now
-            inst.series_version = series.version
         return series
 
 
@@ -116,12 +117,37 @@ def release_orphans(db: Database) -> int:
         return result.rowcount or 0
 
 
-def series_files(db: Database, series_uid: str) -> list[str]:
-    """Paths of every stored instance of a series, in insertion order."""
+def series_files(db: Database, series_uid: str, version: int | None = None) -> list[str]:
+    """Paths of the stored instances of a series, in insertion order.
+
+    With `version`, only instances that belong to that version or an earlier one: a job for
+    version 1 that runs after a late instance opened version 2 still sees exactly its own
+    set, so results are never a mix of two versions.
+    """
+    query = select(Instance.path).where(Instance.series_uid == series_uid)
+    if version is not None:
+        query = query.where(Instance.series_version <= version)
     with db.session() as s:
-        return list(s.scalars(
-            select(Instance.path).where(Instance.series_uid == series_uid).order_by(Instance.id)
-        ))
+        return list(s.scalars(query.order_by(Instance.id)))
+
+
+@dataclass(frozen=True)
+class PendingSeries:
+    """A receiving series whose association ended: a completion candidate."""
+
+    series_uid: str
+    version: int
+    instance_count: int
+    last_received_at: dt.datetime
+
+
+def released_series(db: Database) -> list[PendingSeries]:
+    """Receiving series whose sending association was released or aborted."""
+    with db.session() as s:
+        rows = s.execute(select(Series.series_uid, Series.version, Series.instance_count,
+                                Series.last_received_at).where(
+            Series.state == "receiving", Series.association_released.is_(True)))
+        return [PendingSeries(*row) for row in rows]
 
 
 def idle_released_series(db: Database, idle_s: float, now: dt.datetime | None = None) -> list[str]:

@@ -15,7 +15,7 @@ from io import BytesIO
 
 import pydicom
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
@@ -24,7 +24,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_node.config import Config
 from dicom_node.db import Database, record_event
 from dicom_node.records import ReceivedInstance, mark_released, record_instance
-from dicom_node.storage import store_instance, validate_uid
+from dicom_node.storage import DiskGuard, store_instance, validate_uid
+from dicom_node.tls import server_context
 from pipeline.errors import InputError, OutOfResources, VpetError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ UNCOMPRESSED = [
     "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
     "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still seen)
 ]
+# Every syntax pynetdicom knows: uncompressed first, then JPEG baseline/extended/lossless,
+# JPEG-LS, JPEG 2000 (+HT), RLE, deflate, video. Bytes are stored as received; pydicom with the
+# pylibjpeg/pyjpegls plugins decodes them when the pipeline loads the series.
+ACCEPTED_SYNTAXES = UNCOMPRESSED + [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in UNCOMPRESSED]
 
 _HEADER_TAGS = [
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
@@ -85,7 +90,9 @@ class StorageSCP:
         self._server: ThreadedAssociationServer | None = None
         self._keys: dict[int, str] = {}
         self._lock = threading.Lock()
-        self._allowed = {(p.ae_title, p.host) for p in config.allowed_peers}
+        storage = config.storage
+        self.disk_guard = DiskGuard(lambda: (config.storage.path, storage.min_free_gb,
+                                             storage.max_used_percent))
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -95,7 +102,7 @@ class StorageSCP:
         ae.require_called_aet = True
         ae.add_supported_context(Verification, UNCOMPRESSED)
         for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, UNCOMPRESSED)
+            ae.add_supported_context(cx.abstract_syntax, ACCEPTED_SYNTAXES)
         handlers = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
@@ -104,7 +111,9 @@ class StorageSCP:
             (evt.EVT_ABORTED, self._on_ended),
             (evt.EVT_CONN_CLOSE, self._on_ended),
         ]
-        self._server = ae.start_server((node.host, node.port), block=False, evt_handlers=handlers)
+        ssl_context = server_context(node.tls) if node.tls is not None else None
+        self._server = ae.start_server((node.host, node.port), block=False, evt_handlers=handlers,
+                                       ssl_context=ssl_context)
         logger.info("SCP %s listening on %s:%d", node.ae_title, node.host, self.port)
 
     @property
@@ -122,22 +131,33 @@ class StorageSCP:
 
     # -- association checks --------------------------------------------------------------
     def is_allowed(self, calling_ae: str, address: str) -> bool:
-        """Empty allow-list accepts anyone; otherwise AE must match and host if one is given."""
-        if not self._allowed:
+        """Empty allow-list accepts anyone; otherwise AE must match and host if one is given.
+
+        Read from the config on every request so a reloaded allow-list applies at once.
+        """
+        peers = self.config.allowed_peers
+        if not peers:
             return True
-        return any(ae == calling_ae.strip() and (host is None or host == address)
-                   for ae, host in self._allowed)
+        return any(p.ae_title == calling_ae.strip() and (p.host is None or p.host == address)
+                   for p in peers)
 
     def _on_requested(self, event: evt.Event) -> None:
         assoc = event.assoc
         calling, _called = calling_called(assoc)
         address = assoc.requestor.address
-        if self.is_allowed(calling, address):
+        if not self.is_allowed(calling, address):
+            reason = f"calling AE {calling!r} from {address} is not in allowed_peers"
+            self._reject(assoc, "peer_rejected", reason, (0x01, 0x01, 0x03))  # calling AE unknown
             return
-        reason = f"calling AE {calling!r} from {address} is not in allowed_peers"
+        shortage = self.disk_guard.check()
+        if shortage is not None:  # transient, presentation provider, temporary congestion
+            self._reject(assoc, "disk_low", shortage, (0x02, 0x03, 0x01))
+
+    def _reject(self, assoc: Association, kind: str, reason: str,
+                rj: tuple[int, int, int]) -> None:
         logger.warning("rejecting association %s: %s", peer_label(assoc), reason)
-        record_event(self.db, "peer_rejected", reason, peer=peer_label(assoc))
-        assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE unknown
+        record_event(self.db, kind, reason, peer=peer_label(assoc))
+        assoc.acse.send_reject(*rj)
         assoc.kill()
 
     # -- DIMSE handlers ------------------------------------------------------------------
@@ -146,14 +166,23 @@ class StorageSCP:
         return 0x0000
 
     def _assoc_key(self, assoc: Association) -> str:
+        """`<peer address>/<random>`: unique per association, and carries the source address
+        to the series row (rules match on it) without another column; <= 64 characters."""
         with self._lock:
-            return self._keys.setdefault(id(assoc), uuid.uuid4().hex)
+            key = self._keys.get(id(assoc))
+            if key is None:
+                key = f"{assoc.requestor.address}/{uuid.uuid4().hex[:16]}"
+                self._keys[id(assoc)] = key
+            return key
 
     def _on_store(self, event: evt.Event) -> int:
         assoc = event.assoc
         label = peer_label(assoc)
         sop_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
         try:
+            shortage = self.disk_guard.check()
+            if shortage is not None:
+                raise OutOfResources(shortage)
             data = event.encoded_dataset(include_meta=True)
             ds = parse_header(data)
             sop_uid = str(ds.SOPInstanceUID)
@@ -171,12 +200,15 @@ class StorageSCP:
                 description=str(getattr(ds, "SeriesDescription", "") or ""),
                 body_part=str(getattr(ds, "BodyPartExamined", "") or ""),
             ))
+        except OutOfResources as exc:
+            return self._fail(label, sop_uid, exc, exc.dicom_status, "disk_low")
         except VpetError as exc:
             return self._fail(label, sop_uid, exc, exc.dicom_status, "bad_input")
         except OSError as exc:
             status = 0xA700 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 0xC211
             err = OutOfResources(str(exc)) if status == 0xA700 else exc
-            return self._fail(label, sop_uid, err, status, "store_error")
+            return self._fail(label, sop_uid, err, status,
+                              "disk_low" if status == 0xA700 else "store_error")
         except Exception as exc:
             logger.exception("C-STORE %s from %s: unexpected error", sop_uid, label)
             return self._fail(label, sop_uid, exc, 0xC211, "store_error")

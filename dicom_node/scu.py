@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +63,11 @@ def _describe_failure(assoc: Association, ae_title: str, host: str, port: int) -
 
 
 def echo(ae_title: str, host: str, port: int, calling_ae: str = "VPET",
-         timeout: float = 10.0) -> int:
+         timeout: float = 10.0, tls_args: tuple | None = None) -> int:
     """C-ECHO; returns the status (0 = success), raises DeliveryError if no association."""
     ae = _make_ae(calling_ae, timeout)
     ae.add_requested_context(Verification)
-    assoc = ae.associate(host, port, ae_title=ae_title)
+    assoc = ae.associate(host, port, ae_title=ae_title, tls_args=tls_args)
     if not assoc.is_established:
         raise DeliveryError(_describe_failure(assoc, ae_title, host, port))
     try:
@@ -96,8 +96,15 @@ def _inspect(path: Path) -> _FileInfo:
 
 
 def send_files(files: Iterable[Path | str], ae_title: str, host: str, port: int,
-               calling_ae: str = "VPET", timeout: float = 30.0) -> list[SendResult]:
-    """C-STORE every file over one association; one SendResult per file, in order."""
+               calling_ae: str = "VPET", timeout: float = 30.0,
+               on_result: Callable[[SendResult], None] | None = None,
+               tls_args: tuple | None = None) -> list[SendResult]:
+    """C-STORE every file over one association; one SendResult per file, in order.
+
+    `on_result` is called after each file (the sender records it at once, so a crash
+    mid-association re-sends at most the one instance in flight). `tls_args` is pynetdicom's
+    `(ssl_context, server_hostname)` for DICOM TLS.
+    """
     infos: list[_FileInfo | SendResult] = []
     for f in files:
         try:
@@ -113,16 +120,18 @@ def send_files(files: Iterable[Path | str], ae_title: str, host: str, port: int,
         syntaxes = list(dict.fromkeys(
             UNCOMPRESSED + [i.transfer_syntax for i in readable if i.sop_class_uid == sop_class]))
         ae.add_requested_context(sop_class, syntaxes)
-    assoc = ae.associate(host, port, ae_title=ae_title)
+    assoc = ae.associate(host, port, ae_title=ae_title, tls_args=tls_args)
     if not assoc.is_established:
         raise DeliveryError(_describe_failure(assoc, ae_title, host, port))
     results: list[SendResult] = []
     try:
         for item in infos:
+            result = item if isinstance(item, SendResult) else _store_one(assoc, item)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
             if isinstance(item, SendResult):
-                results.append(item)
                 continue
-            results.append(_store_one(assoc, item))
             if not assoc.is_established:
                 raise DeliveryError(f"association with {ae_title}@{host}:{port} ended "
                                     f"while sending {item.path.name}")

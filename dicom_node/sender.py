@@ -1,8 +1,16 @@
-"""Deliver a job's outputs to its destinations, with retries and per-instance status.
+"""Deliver a job's outputs to its destinations, with retries, backoff and dead-lettering.
 
 Why: one destination being down must not stop the others; every instance's fate is recorded
-(Delivery rows) so a retry sends only what is still missing, and the job's failure reason
-names the destination and what went wrong.
+(Delivery rows, written as each C-STORE answer arrives) so a retry, a restart or a worker
+killed mid-association sends only what is still missing, and the job's reason names the
+destination and what went wrong.
+
+Per destination: the first attempt, then `sender.retries` retries after
+`min(backoff_s * 2**(n-1), backoff_max_s)` seconds. A refused presentation context or a
+failure status for one output is an error for that destination only. When the retries are
+spent the destination's remaining rows become `dead` (dead-lettered, `last_error` says why)
+and the worker marks the job `dead`; `vpet jobs retry` re-queues it and only the missing
+instances are sent.
 """
 
 from __future__ import annotations
@@ -12,18 +20,30 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from dicom_node.config import Config, Destination
-from dicom_node.db import Database, Delivery
+from dicom_node.db import Database, Delivery, utcnow
 from dicom_node.scu import SendResult, send_files
+from dicom_node.tls import client_tls_args
 from pipeline.errors import DeliveryError
 
 logger = logging.getLogger(__name__)
 
 
+class DeliveryStopped(Exception):
+    """The node is stopping: leave the job for the next start instead of failing it."""
+
+
 def _label(name: str, dest: Destination) -> str:
-    return f"destination {name} ({dest.ae_title}@{dest.host}:{dest.port})"
+    tls = " TLS" if dest.tls is not None else ""
+    return f"destination {name} ({dest.ae_title}@{dest.host}:{dest.port}{tls})"
+
+
+def backoff_delay(config: Config, retry: int) -> float:
+    """Seconds before retry number `retry` (1-based): exponential, capped."""
+    s = config.sender
+    return min(s.backoff_s * 2 ** (retry - 1), s.backoff_max_s)
 
 
 def _ensure_rows(db: Database, job_id: int, dest: str, outputs: Sequence[dict]) -> None:
@@ -43,68 +63,92 @@ def _pending(db: Database, job_id: int, dest: str, outputs: Sequence[dict]) -> l
     return [o for o in outputs if o["sop_instance_uid"] not in sent]
 
 
-def _record(db: Database, job_id: int, dest: str, results: Sequence[SendResult],
-            outputs: Sequence[dict], assoc_error: str | None) -> None:
-    by_uid = {r.sop_instance_uid: r for r in results}
+def _set(db: Database, job_id: int, dest: str, uids: Sequence[str], status: str,
+         error: str | None) -> None:
+    if not uids:
+        return
     with db.session() as s:
-        rows = s.scalars(select(Delivery).where(
+        s.execute(update(Delivery).where(
             Delivery.job_id == job_id, Delivery.destination == dest,
-            Delivery.sop_instance_uid.in_([o["sop_instance_uid"] for o in outputs])))
-        for row in rows:
-            row.attempts += 1
-            r = by_uid.get(row.sop_instance_uid)
-            if r is not None and r.ok:
-                row.status, row.last_error = "sent", None
-            else:
-                row.status = "failed"
-                row.last_error = (r.error if r is not None else None) or assoc_error or "not sent"
+            Delivery.sop_instance_uid.in_(list(uids)))
+            .values(status=status, last_error=error, attempts=Delivery.attempts + 1,
+                    updated_at=utcnow()))
+
+
+def _attempt(config: Config, db: Database, job_id: int, name: str, dest: Destination,
+             todo: Sequence[dict]) -> str | None:
+    """One association: record each answer as it arrives; None when everything was sent."""
+    recorded: set[str] = set()
+
+    def on_result(r: SendResult) -> None:
+        uid = r.sop_instance_uid or next((o["sop_instance_uid"] for o in todo
+                                          if Path(o["path"]) == r.path), "")
+        recorded.add(uid)
+        _set(db, job_id, name, [uid], "sent" if r.ok else "failed", None if r.ok else r.error)
+
+    results: list[SendResult] = []
+    assoc_error = None
+    try:
+        results = send_files([Path(o["path"]) for o in todo], dest.ae_title, dest.host,
+                             dest.port, calling_ae=config.sender_calling_ae,
+                             timeout=config.sender.timeout_s, on_result=on_result,
+                             tls_args=client_tls_args(dest))
+    except DeliveryError as exc:
+        assoc_error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - any network/TLS failure is a delivery failure
+        assoc_error = f"{type(exc).__name__}: {exc}"
+    missing = [o["sop_instance_uid"] for o in todo if o["sop_instance_uid"] not in recorded]
+    _set(db, job_id, name, missing, "failed", assoc_error or "not sent")
+    failures = [r for r in results if not r.ok]
+    if assoc_error is None and not failures and not missing:
+        return None
+    return assoc_error or "; ".join(
+        f"{r.sop_instance_uid or r.path.name}: {r.error}" for r in failures[:3]) or "not sent"
 
 
 def deliver_to(config: Config, db: Database, job_id: int, name: str, outputs: Sequence[dict],
                stop: threading.Event | None = None) -> str | None:
-    """Send to one destination with retries; None on success, else the error text."""
+    """Send to one destination with retries; None on success, else the dead-letter reason.
+
+    Raises DeliveryStopped when `stop` is set while waiting to retry.
+    """
     dest = config.destinations.get(name)
     if dest is None:
         return f"destination {name}: not configured"
     label = _label(name, dest)
     _ensure_rows(db, job_id, name, outputs)
-    settings = config.sender
+    retries = config.sender.retries
     error: str | None = None
-    for attempt in range(settings.retries + 1):
+    for attempt in range(retries + 1):
         todo = _pending(db, job_id, name, outputs)
         if not todo:
             return None
         if attempt:
-            delay = min(settings.backoff_s * 2 ** (attempt - 1), settings.backoff_max_s)
-            logger.info("%s: retry %d/%d in %.1f s", label, attempt, settings.retries, delay)
-            if stop is not None and stop.wait(delay):
-                return f"{label}: stopped before delivery ({error})"
-            if stop is None and delay:
-                threading.Event().wait(delay)
-        results: list[SendResult] = []
-        assoc_error = None
-        try:
-            results = send_files([Path(o["path"]) for o in todo], dest.ae_title, dest.host,
-                                 dest.port, calling_ae=config.sender_calling_ae,
-                                 timeout=settings.timeout_s)
-        except DeliveryError as exc:
-            assoc_error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - any network failure is a delivery failure
-            assoc_error = f"{type(exc).__name__}: {exc}"
-        _record(db, job_id, name, results, todo, assoc_error)
-        failures = [r for r in results if not r.ok]
-        if assoc_error is None and not failures:
+            delay = backoff_delay(config, attempt)
+            logger.info("%s: retry %d/%d in %.1f s", label, attempt, retries, delay)
+            if (stop or threading.Event()).wait(delay):
+                raise DeliveryStopped(f"{label}: stopped while waiting to retry")
+        error = _attempt(config, db, job_id, name, dest, todo)
+        if error is None:
             logger.info("%s: %d instance(s) delivered", label, len(todo))
             return None
-        error = assoc_error or "; ".join(
-            f"{r.sop_instance_uid or r.path.name}: {r.error}" for r in failures[:3])
-        logger.warning("%s: attempt %d failed: %s", label, attempt + 1, error)
-    return f"{label}: {error}"
+        logger.warning("%s: attempt %d/%d failed: %s", label, attempt + 1, retries + 1, error)
+    reason = f"{label}: {error} (dead after {retries + 1} attempt(s))"
+    _dead_letter(db, job_id, name, reason)
+    return reason
+
+
+def _dead_letter(db: Database, job_id: int, dest: str, reason: str) -> None:
+    with db.session() as s:
+        s.execute(update(Delivery).where(
+            Delivery.job_id == job_id, Delivery.destination == dest, Delivery.status != "sent")
+            .values(status="dead", updated_at=utcnow()))
+    logger.error("dead letter: job %d: %s", job_id, reason)
 
 
 def deliver(config: Config, db: Database, job_id: int, destinations: Sequence[str],
             outputs: Sequence[dict], stop: threading.Event | None = None) -> list[str]:
-    """Deliver to every destination; returns one error text per failed destination."""
+    """Deliver to every destination; returns one dead-letter reason per failed destination."""
     errors = []
     for name in destinations:
         err = deliver_to(config, db, job_id, name, outputs, stop)

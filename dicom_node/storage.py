@@ -11,6 +11,8 @@ import logging
 import os
 import re
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import InputError
@@ -81,3 +83,50 @@ def store_instance(
     write_durably(path, data)
     logger.debug("stored %s (%d bytes)", path, len(data))
     return path
+
+
+def disk_shortage(folder: Path, min_free_gb: float, max_used_percent: float) -> str | None:
+    """Why the disk holding `folder` is too full to accept data, or None when it is fine."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    st = os.statvfs(probe)
+    free = st.f_bavail * st.f_frsize
+    total = st.f_blocks * st.f_frsize
+    used_pct = 100.0 * (1 - st.f_bavail / st.f_blocks) if st.f_blocks else 0.0
+    if free < min_free_gb * 1e9:
+        return (f"disk low: {free / 1e9:.2f} GB free on {probe} (storage.min_free_gb "
+                f"{min_free_gb:g}, {total / 1e9:.0f} GB total)")
+    if used_pct > max_used_percent:
+        return (f"disk full: {used_pct:.1f} % used on {probe} (storage.max_used_percent "
+                f"{max_used_percent:g})")
+    return None
+
+
+class DiskGuard:
+    """`disk_shortage` for the configured storage, re-measured at most every `ttl_s` seconds.
+
+    Why: statvfs per C-STORE is cheap but not free; a one-second cache keeps the guard off
+    the receive hot path while still reacting within a second.
+    """
+
+    def __init__(self, settings_source: Callable[[], tuple[Path, float, float]],
+                 ttl_s: float = 1.0) -> None:
+        self._source = settings_source  # -> (folder, min_free_gb, max_used_percent)
+        self.ttl_s = ttl_s
+        self._until = 0.0
+        self._reason: str | None = None
+
+    def check(self) -> str | None:
+        now = time.monotonic()
+        if now >= self._until:
+            folder, min_free, max_used = self._source()
+            try:
+                self._reason = disk_shortage(folder, min_free, max_used)
+            except OSError as exc:
+                self._reason = f"cannot measure free space: {exc}"
+            self._until = now + self.ttl_s
+        return self._reason
+
+    def invalidate(self) -> None:
+        self._until = 0.0

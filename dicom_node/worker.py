@@ -21,9 +21,10 @@ from typing import Any, Protocol
 
 from dicom_node.config import Config
 from dicom_node.db import Database, Job
-from dicom_node.jobs import claim_job, renew_lease, update_job
+from dicom_node.jobs import claim_job, release_job, renew_lease, update_job
+from dicom_node.logfmt import configure_worker_logging, job_logger
 from dicom_node.records import series_files
-from dicom_node.sender import deliver
+from dicom_node.sender import DeliveryStopped, deliver
 from pipeline.errors import VpetError
 from pipeline.types import PipelineResult, Recipe
 
@@ -55,10 +56,10 @@ def pipeline_runner(files: list[Path], out_dir: Path, *, recipe: Recipe, model: 
 
 
 def load_model(recipe: Recipe, device: str) -> Any:
-    """Load the recipe's model package once (None = shipped demo package)."""
-    from pipeline.models import load_package
+    """Load the recipe's model package once (None = the shipped package for its modality)."""
+    from pipeline.models.package import default_package, load_package
 
-    return load_package(recipe.model, device=device)
+    return load_package(recipe.model or default_package(recipe.modality), device=device)
 
 
 class _Heartbeat(threading.Thread):
@@ -101,7 +102,7 @@ class Worker:
         self.model_loader = model_loader or (load_model if runner is None else (lambda r, d: None))
         self.stop = stop or threading.Event()
         self._device: str | None = None
-        self._models: dict[Path | None, Any] = {}
+        self._models: dict[Path | str | None, Any] = {}
 
     @property
     def device(self) -> str:
@@ -112,14 +113,16 @@ class Worker:
 
     def model_for(self, recipe: Recipe) -> Any:
         """Warm model cache keyed by package path: loaded once per process."""
-        if recipe.model not in self._models:
+        key = recipe.model or recipe.modality  # no package: one shipped default per modality
+        if key not in self._models:
             t0 = time.perf_counter()
-            self._models[recipe.model] = self.model_loader(recipe, self.device)
+            self._models[key] = self.model_loader(recipe, self.device)
             logger.info("model %s loaded in %.2f s", recipe.model or "demo package",
                         time.perf_counter() - t0)
-        return self._models[recipe.model]
+        return self._models[key]
 
     def run(self) -> None:
+        self.db.upgrade()  # a stand-alone worker may be the first process on a new database
         logger.info("worker %s started", self.owner)
         while not self.stop.is_set():
             try:
@@ -137,36 +140,46 @@ class Worker:
         job = claim_job(self.db, self.owner, w.lease_s, w.max_attempts)
         if job is None:
             return False
+        log = job_logger(logger, job.id, job.series_uid)
         beat = _Heartbeat(self.db, job.id, self.owner, w.lease_s)
         beat.start()
         try:
-            self._process(job)
+            self._process(job, log)
+        except DeliveryStopped as exc:
+            log.info("stopping: job handed back (%s)", exc)
+            release_job(self.db, job.id, self.owner)
         except Exception as exc:
             reason = _describe(exc)
-            logger.exception("job %d failed: %s", job.id, reason)
+            log.exception("job failed: %s", reason)
             update_job(self.db, job.id, self.owner, state="failed", reason=reason)
         finally:
             beat.done.set()
         return True
 
-    def _process(self, job: Job) -> None:
-        logger.info("job %d: series %s v%d, recipe %s", job.id, job.series_uid,
-                    job.series_version, job.recipe)
+    def _process(self, job: Job, log: logging.LoggerAdapter) -> None:
+        log.info("job %d: series %s v%d, recipe %s (attempt %d)", job.id, job.series_uid,
+                 job.series_version, job.recipe, job.attempts)
         outputs = job.outputs or []
+        timings = dict(job.timings or {})
+        timings.setdefault("claimed_at", time.time())
         if not (outputs and all(Path(o["path"]).is_file() for o in outputs)):
-            outputs = self._synthesize(job)
+            outputs, timings = self._synthesize(job, log, timings)
+        else:
+            log.info("re-using %d output(s) from the outbox", len(outputs))
         errors = deliver(self.config, self.db, job.id, job.destinations, outputs, self.stop)
+        timings["sent_at"] = time.time()
         if errors:
             reason = "; ".join(errors)
-            logger.error("job %d failed: %s", job.id, reason)
-            update_job(self.db, job.id, self.owner, state="failed", reason=reason)
+            log.error("job dead-lettered: %s", reason)
+            update_job(self.db, job.id, self.owner, state="dead", reason=reason, timings=timings)
         else:
-            logger.info("job %d done: %d output(s) to %s", job.id, len(outputs),
-                        ", ".join(job.destinations) or "no destination")
-            update_job(self.db, job.id, self.owner, state="done", reason=None)
+            log.info("job %d done: %d output(s) to %s", job.id, len(outputs),
+                     ", ".join(job.destinations) or "no destination")
+            update_job(self.db, job.id, self.owner, state="done", reason=None, timings=timings)
 
-    def _synthesize(self, job: Job) -> list[dict]:
-        files = [Path(p) for p in series_files(self.db, job.series_uid)]
+    def _synthesize(self, job: Job, log: logging.LoggerAdapter,
+                    timings: dict) -> tuple[list[dict], dict]:
+        files = [Path(p) for p in series_files(self.db, job.series_uid, job.series_version)]
         if not files:
             raise VpetError(f"series {job.series_uid} has no stored instances")
         recipe = self.config.recipe(job.recipe)
@@ -177,8 +190,9 @@ class Worker:
         t0 = time.perf_counter()
         model = self.model_for(recipe)
         result = self.runner(files, out_dir, recipe=recipe, model=model, device=self.device)
-        timings = {k: round(float(v), 4) for k, v in (result.timings or {}).items()}
+        timings.update({k: round(float(v), 4) for k, v in (result.timings or {}).items()})
         timings["job_total_s"] = round(time.perf_counter() - t0, 4)
+        timings["inferred_at"] = time.time()
         outputs = [
             {"path": str(o.path), "kind": o.kind, "sop_class_uid": o.sop_class_uid,
              "sop_instance_uid": o.sop_instance_uid,
@@ -188,23 +202,45 @@ class Worker:
         if not update_job(self.db, job.id, self.owner, state="sending", outputs=outputs,
                           timings=timings):
             raise VpetError(f"job {job.id}: lease lost before sending")
-        logger.info("job %d: %d output(s), %d lesion(s) in %.2f s", job.id, len(outputs),
-                    len(result.lesions), timings["job_total_s"])
-        return outputs
+        log.info("job %d: %d output(s), %d lesion(s) in %.2f s", job.id, len(outputs),
+                 len(result.lesions), timings["job_total_s"])
+        return outputs, timings
 
 
 def worker_main(config_data: dict, name: str, stop: Any, runner: Runner | None = None,
                 log_level: str = "INFO") -> None:
     """Entry point of a spawned worker process (the config travels as plain data)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=log_level,
-                            format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    configure_worker_logging(log_level)
     logging.getLogger("pynetdicom").setLevel("DEBUG" if log_level == "DEBUG" else "WARNING")
+    local = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: local.set())
     config = Config.model_validate(config_data)
     owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
-    Worker(config, owner=owner, runner=runner, stop=stop).run()
+    _watch_stop(stop, local)
+    Worker(config, owner=owner, runner=runner, stop=local).run()
+
+
+def _watch_stop(shared: Any, local: threading.Event) -> None:
+    """Bridge the parent's stop event and the parent's death to this process's own event.
+
+    Only `is_set()` is ever called on the shared multiprocessing Event: a process killed
+    while blocked in its `wait()` leaves the Event's condition counting a sleeper that never
+    wakes, and the parent's `set()` would then hang forever. A `kill -9` of `vpet serve`
+    must not leave orphan workers holding the GPU either: the worker stops (after its
+    current job) when its parent is gone; the restarted node spawns fresh ones.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not local.wait(0.25):
+            if shared.is_set():
+                local.set()
+            elif os.getppid() != parent:
+                logger.warning("parent process %d is gone: worker stops", parent)
+                local.set()
+
+    threading.Thread(target=watch, name="stop-watch", daemon=True).start()
 
 
 def spawn_worker(config: Config, index: int, stop: Any, runner: Runner | None = None) -> Any:

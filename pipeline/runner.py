@@ -21,9 +21,9 @@ from pipeline.encode.sc import encode_sc
 from pipeline.encode.sc_grey import encode_sc_grey
 from pipeline.encode.seg import encode_seg
 from pipeline.encode.sr import encode_sr
-from pipeline.errors import InputError
+from pipeline.errors import InputError, ModelError
 from pipeline.lesions import detect_lesions
-from pipeline.models.package import ModelPackage, load_package
+from pipeline.models.package import ModelPackage, default_package, load_package
 from pipeline.preview import write_preview
 from pipeline.resample import CT_DEFAULT, SUV_DEFAULT, resample_onto, resample_to_spacing
 from pipeline.series import Volume, load_series
@@ -124,7 +124,11 @@ def run(files: Sequence[Path], out_dir: Path, *, recipe: Recipe, model: ModelPac
         raise InputError(f"recipe {recipe.name!r} accepts {recipe.modality}, series "
                          f"{volume.series_uid} is {volume.modality or 'without (0008,0060) Modality'}")
     if model is None:
-        model = _timed(timings, "load", lambda: load_package(recipe.model, device))
+        model = _timed(timings, "load", lambda: load_package(
+            recipe.model or default_package(recipe.modality), device))
+    if model.modality != volume.modality:
+        raise ModelError(f"model {model.name!r} takes {model.modality} input, series "
+                         f"{volume.series_uid} is {volume.modality}")
     suv = synthesize(volume, model, timings)
     units = "SUVR" if recipe.reference_region is not None else model.units
     outputs, lesions, suv, labels = detect_and_encode(volume, suv, recipe, out_dir, timings,

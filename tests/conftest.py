@@ -64,3 +64,6 @@ def make_tiny_ct(out_dir: Path, *, shape=(12, 48, 48), spacing=(2.0, 2.0, 3.0), 
 @pytest.fixture
 def tiny_ct(tmp_path) -> list[Path]:
     return make_tiny_ct(tmp_path / "ct")
+
+
+from tests.pg import pg_server, pg_url  # noqa: E402,F401 - PostgreSQL fixtures for all tests

@@ -20,10 +20,21 @@ from pipeline.models.predictors import normalize, predict_blend, predict_slices,
 from pipeline.models.unet2d import UNet2D
 from pipeline.models.unet3d import UNet3D
 
-__all__ = ["ARCHITECTURES", "DEMO_PACKAGE", "ModelPackage", "load_package", "normalize",
-           "save_package"]
+__all__ = ["ARCHITECTURES", "DEMO_MR_PACKAGE", "DEMO_PACKAGE", "ModelPackage", "default_package",
+           "load_package", "normalize", "save_package"]
 
 DEMO_PACKAGE = Path(__file__).parent / "packages" / "demo-ct-pet"
+DEMO_MR_PACKAGE = Path(__file__).parent / "packages" / "demo-mr-pet"
+DEFAULT_PACKAGES = {"CT": DEMO_PACKAGE, "MR": DEMO_MR_PACKAGE}
+
+
+def default_package(modality: str) -> Path:
+    """The shipped demonstration package for an input modality (CT -> SUV, MR -> SUVR)."""
+    try:
+        return DEFAULT_PACKAGES[modality.upper()]
+    except KeyError:
+        raise ModelError(f"no shipped model package for modality {modality!r}; "
+                         f"known: {sorted(DEFAULT_PACKAGES)}") from None
 
 ARCHITECTURES = {
     "unet2d": UNet2D,

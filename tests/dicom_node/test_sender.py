@@ -64,9 +64,9 @@ def test_destination_down_names_destination(make_config, tmp_path, dest_port):
     errors = deliver(cfg, db, job_id, ["pacs"], _outputs(tmp_path))
     assert len(errors) == 1
     assert errors[0].startswith(f"destination pacs (DEST@127.0.0.1:{dest_port}): ")
-    assert "Connection refused" in errors[0]
+    assert "Connection refused" in errors[0] and "dead after 3 attempt(s)" in errors[0]
     rows = _deliveries(db)
-    assert all(r.status == "failed" and r.attempts == 3 for r in rows)
+    assert all(r.status == "dead" and r.attempts == 3 for r in rows)
 
 
 def test_refused_context_is_per_destination_error(make_config, tmp_path, dest_port):
@@ -84,7 +84,7 @@ def test_refused_context_is_per_destination_error(make_config, tmp_path, dest_po
         assert [c for c, _ in sc_only.received] == [SC]
     status = {(r.destination, r.sop_instance_uid): r.status for r in _deliveries(db)}
     assert status[("sc-only", outputs[0]["sop_instance_uid"])] == "sent"
-    assert status[("sc-only", outputs[1]["sop_instance_uid"])] == "failed"
+    assert status[("sc-only", outputs[1]["sop_instance_uid"])] == "dead"
     # a retry sends only what is missing
     with RecordingSCP(other_port, "SCONLY") as sc_now:
         assert deliver(cfg, db, job_id, ["sc-only"], outputs) == []

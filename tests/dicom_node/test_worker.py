@@ -60,7 +60,7 @@ def test_destination_down_fails_job_node_keeps_serving(node, tmp_path, dest_port
     wait_for(lambda: _jobs(node), timeout=10)
     assert Worker(node.config, db=node.db, runner=fake_runner).run_one()
     (job,) = _jobs(node)
-    assert job.state == "failed"
+    assert job.state == "dead"  # dead-lettered after the (zero) retries
     assert job.reason.startswith(f"destination pacs (DEST@127.0.0.1:{dest_port}): connection")
     assert len(job.outputs) == 2  # outputs kept for a later resend
     assert scu.echo("VPET", "127.0.0.1", node.port) == 0

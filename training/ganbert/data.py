@@ -159,3 +159,22 @@ class PairDataset(Dataset):
             mr, pet = mr[(slice(None), *box)], pet[(slice(None), *box)]
         return torch.from_numpy(np.ascontiguousarray(mr)), torch.from_numpy(
             np.ascontiguousarray(pet))
+
+
+def cache_pairs(data: Path, out: Path, spacing_mm: Sequence[float],
+                reference: ReferenceFn | None = BrainCaseInfo.reference_mask) -> Path:
+    """A folder of .npz pairs for `data`: `data` itself when it holds .npz caches, else every
+    MR/PET DICOM study under it paired at `spacing_mm` and cached to `out` (reused if present).
+    """
+    if any(Path(data).rglob("*.npz")):
+        return Path(data)
+    out = Path(out)
+    studies = find_brain_studies(data)
+    if not studies:
+        raise ValueError(f"{data}: no paired MR/PET DICOM studies and no .npz pairs")
+    for i, (mr, pets) in enumerate(studies):
+        path = out / f"pair_{i:04d}.npz"
+        if not path.is_file():
+            pair_from_dicom(mr, pets, spacing_mm, reference).save(path)
+    log.info("%d pairs cached in %s", len(studies), out)
+    return out

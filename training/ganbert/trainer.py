@@ -64,6 +64,9 @@ class TrainConfig:
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     resume: bool = True
     progress: bool = True
+    # Start the generator at the mean normalized PET: tanhshrink's slope is ~0 at 0, so from a
+    # zero output the L1 gradient barely reaches the network (see `init_output_bias`).
+    init_output_bias: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -101,6 +104,28 @@ def _models(cfg: TrainConfig, time_steps: int) -> dict[str, torch.nn.Module]:
     return mods
 
 
+def inverse_activation(t: float, activation: str) -> float:
+    """x with act(x) = t; tanhshrink is increasing, so bisection finds it."""
+    if activation == "tanh":
+        return float(np.arctanh(np.clip(t, -0.95, 0.95)))
+    if activation == "none":
+        return t
+    lo, hi = -50.0, 50.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mid - np.tanh(mid) < t else (lo, mid)
+    return (lo + hi) / 2
+
+
+def init_output_bias(g: UNet3D, ds: PairDataset) -> None:
+    """Set the head bias so the untrained generator outputs each time-step's mean target."""
+    means = np.mean([ds[i][1].mean(dim=(1, 2, 3)).numpy() for i in range(len(ds))], axis=0)
+    with torch.no_grad():
+        for c, t in enumerate(means):
+            g.head.bias[c] = inverse_activation(float(t), g.activation)
+    log.info("generator output bias set for mean targets %s", np.round(means, 3).tolist())
+
+
 def validate(g: torch.nn.Module, pairs: list[BrainPair], device: str) -> dict[str, float]:
     """Mean PSNR/SSIM/RMSE over validation pairs, on restored SUVR."""
     g.eval()
@@ -131,6 +156,8 @@ def train(cfg: TrainConfig) -> dict:
     step, history = 0, {}
     if cfg.resume and ckpt.is_file():
         step, history = R.load_checkpoint(ckpt, mods, opts, scheds)
+    elif cfg.init_output_bias:
+        init_output_bias(mods["g"], ds)
     mods = {k: R.wrap_ddp(m, cfg.device, world) for k, m in mods.items()}
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * rank)
     t0, val = time.time(), {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,6 @@ class CaseInfo:
     patient_weight_kg: float
     injected_dose_bq: float
     liver_point_mm: tuple[float, float, float]
-    extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """JSON-friendly summary (paths as strings, no file lists)."""

@@ -18,8 +18,16 @@ log = logging.getLogger(__name__)
 def make_phantoms(out: Path, cases: int, seed: int, kind: str = "abdomen", *,
                   ct_shape: tuple[int, int, int] = (80, 256, 256), **kwargs) -> list[CaseInfo]:
     """Write `cases` studies to `out/case_NNN` (seeds seed, seed+1, ...) and `out/cases.json`."""
+    if kind == "brain":  # paired T1 MR + two-frame amyloid/FDG PET (GANBERT, seed paper 003)
+        from training.phantoms.brain import make_brain_case
+
+        out = Path(out)
+        brains = [make_brain_case(out / f"case_{i:03d}", seed + i, **kwargs) for i in range(cases)]
+        (out / "cases.json").write_text(json.dumps([c.to_json() for c in brains], indent=1) + "\n")
+        log.info("wrote %d brain phantom studies to %s", cases, out)
+        return brains
     if kind != "abdomen":
-        raise ValueError(f"unknown phantom kind {kind!r}; known: abdomen")
+        raise ValueError(f"unknown phantom kind {kind!r}; known: abdomen, brain")
     out = Path(out)
     infos = [make_case(out / f"case_{i:03d}", seed + i, ct_shape=ct_shape, **kwargs)
              for i in range(cases)]
