@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import yaml
@@ -82,7 +83,8 @@ def storescu(folder: Path, port: int, called: str) -> float:
     cmd = [STORESCU, "-aet", "STORESCU", "-aec", called, "+sd", "-R", "127.0.0.1", str(port),
            str(folder)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=_ENV, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, env=_ENV, capture_output=True, text=True, timeout=900,
+                          check=False)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"storescu failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -113,7 +115,7 @@ class NodeProcess:
         self.log = work / "node.log"
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> NodeProcess:
+    def __enter__(self) -> Self:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dicom_node.cli", "--log-level", "WARNING", "serve",
              "--config", str(self.cfg_path)], stdout=self.log.open("w"),

@@ -134,7 +134,7 @@ class _DbCollector(Collector):
 
                     if torch.cuda.is_available():
                         self._gpu = torch
-                except Exception:  # noqa: BLE001 - no torch / no driver: no GPU metrics
+                except Exception:  # no torch / no driver: no GPU metrics
                     logger.debug("no GPU metrics", exc_info=True)
         if not self._gpu:
             return
@@ -259,7 +259,7 @@ class NodeMetrics:
         metrics = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:  # http.server API name
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     body, ctype, code = (generate_latest(metrics.registry),

@@ -66,4 +66,4 @@ def tiny_ct(tmp_path) -> list[Path]:
     return make_tiny_ct(tmp_path / "ct")
 
 
-from tests.pg import pg_server, pg_url  # noqa: E402,F401 - PostgreSQL fixtures for all tests
+from tests.pg import pg_server, pg_url  # noqa: F401 - PostgreSQL fixtures for all tests

@@ -11,7 +11,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -125,7 +125,7 @@ class CountingSCP:
             self._server.shutdown()
             self._server = None
 
-    def __enter__(self) -> CountingSCP:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:

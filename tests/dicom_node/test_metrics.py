@@ -36,9 +36,11 @@ def test_metrics_after_round_trip(make_config, tmp_path, dest_port):
         assert all(r.ok for r in scu.send_files(files, "VPET", "127.0.0.1", node.port))
         wait_for(lambda: len(dest.received) == 2, timeout=60)
         port = node.metrics.port
-        m = wait_for(lambda: (lambda d: d if d.get(
-            ("vpet_stage_seconds_count", (("stage", "total"),)), 0) >= 1 else None)(
-            _scrape(port)), timeout=15, poll=0.3)
+        def observed() -> dict | None:
+            d = _scrape(port)
+            return d if d.get(("vpet_stage_seconds_count", (("stage", "total"),)), 0) else None
+
+        m = wait_for(observed, timeout=15, poll=0.3)
         health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert health.status == 200
         data = json.loads(health.read())
