@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from dicom_node import cli_admin, cli_bench, cli_mr
+from dicom_node import cli_admin, cli_bench, cli_ct, cli_mr
 
 app = typer.Typer(help="Virtual PET DICOM node (research use only).", no_args_is_help=True,
                   add_completion=False)
@@ -38,6 +38,11 @@ app.command("evaluate")(cli_mr.evaluate)
 app.command("evaluate-table")(cli_mr.evaluate_table)
 bench_app.add_typer(cli_mr.bench_train_app, name="train")
 bench_app.command("receive")(cli_bench.receive)
+# CT -> PET (seed paper 000): bodies in cli_ct.py
+train_app.command("fcn")(cli_ct.train_fcn)
+train_app.command("pix2pix")(cli_ct.train_pix2pix)
+train_app.command("blend")(cli_ct.train_blend)
+cli_mr.bench_train_app.command("ct")(cli_ct.bench_train)
 
 logger = logging.getLogger("dicom_node.cli")
 

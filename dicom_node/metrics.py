@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -156,6 +157,17 @@ def _disk_free(config: Config) -> int:
         return 0
 
 
+class _HttpServer(ThreadingHTTPServer):
+    """No reverse-DNS lookup of the bind address (HTTPServer's getfqdn can take seconds)."""
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
 class NodeMetrics:
     """Registry, association counters, stage histograms and the job watcher of one node."""
 
@@ -280,8 +292,7 @@ class NodeMetrics:
                 logger.debug("metrics http: " + fmt, *args)
 
         settings = self.config.metrics
-        self._http = ThreadingHTTPServer((settings.host, settings.port), Handler)
-        self._http.daemon_threads = True
+        self._http = _HttpServer((settings.host, settings.port), Handler)
         threading.Thread(target=self._http.serve_forever, name="vpet-metrics-http",
                          daemon=True).start()
         self._thread = threading.Thread(target=self._watch, name="vpet-metrics-jobs",

@@ -166,6 +166,10 @@ class Worker:
             outputs, timings = self._synthesize(job, log, timings)
         else:
             log.info("re-using %d output(s) from the outbox", len(outputs))
+            update_job(self.db, job.id, self.owner, state="sending")
+        if not renew_lease(self.db, job.id, self.owner, self.config.workers.lease_s):
+            log.error("lease lost before delivery: leaving the job to its new owner")
+            return
         errors = deliver(self.config, self.db, job.id, job.destinations, outputs, self.stop)
         timings["sent_at"] = time.time()
         if errors:

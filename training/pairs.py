@@ -4,6 +4,10 @@ Why: the network learns CT -> SUV voxel by voxel, so both must sit on one grid i
 space. CT is resampled to the model spacing exactly as the pipeline does at inference
 (`pipeline.resample`), PET is converted to SUV from its headers and resampled onto that grid.
 Arrays are cached as .npz, so later epochs and later runs do no DICOM parsing.
+
+NIfTI pairs in the autoPET layout (one folder per case with CTres.nii.gz, SUV.nii.gz and
+optionally SEG.nii.gz) are read with SimpleITK (no extra dependency), put on the same model
+grid (SEG by nearest neighbour) and cached the same way.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Pair:
     origin: tuple[float, float, float]
     spacing: tuple[float, float, float]
     study_uid: str
+    seg: np.ndarray | None = None  # lesion mask (autoPET SEG) on the same grid, when known
 
     def index_of(self, point_mm: Sequence[float]) -> tuple[int, int, int]:
         """(z, y, x) voxel index of a patient point (identity direction assumed)."""
@@ -96,25 +101,72 @@ def _cache_path(cache_dir: Path, study_uid: str, spacing_mm: Sequence[float]) ->
 
 
 def save_pair(path: Path, pair: Pair) -> None:
+    extra = {} if pair.seg is None else {"seg": pair.seg.astype(np.uint8)}
     np.savez(path, ct=pair.ct, suv=pair.suv, origin=np.array(pair.origin),
-             spacing=np.array(pair.spacing), study_uid=np.array(pair.study_uid))
+             spacing=np.array(pair.spacing), study_uid=np.array(pair.study_uid), **extra)
 
 
 def load_pair(path: Path) -> Pair:
     with np.load(path) as z:
         return Pair(z["ct"], z["suv"], tuple(map(float, z["origin"])),
-                    tuple(map(float, z["spacing"])), str(z["study_uid"]))
+                    tuple(map(float, z["spacing"])), str(z["study_uid"]),
+                    z["seg"] if "seg" in z.files else None)
+
+
+NIFTI_CT, NIFTI_SUV, NIFTI_SEG = "CTres.nii.gz", "SUV.nii.gz", "SEG.nii.gz"
+
+
+def find_nifti_cases(root: Path) -> list[Path]:
+    """Case folders under `root` holding autoPET-style CTres.nii.gz + SUV.nii.gz."""
+    return sorted(p.parent for p in Path(root).rglob(NIFTI_CT) if (p.parent / NIFTI_SUV).is_file())
+
+
+def build_nifti_pair(case_dir: Path, spacing_mm: Sequence[float]) -> Pair:
+    """CTres (HU) on the model grid; SUV (already SUVbw in autoPET) and SEG resampled onto it."""
+    ct = sitk.ReadImage(str(case_dir / NIFTI_CT), sitk.sitkFloat32)
+    ct_model = resample_to_spacing(ct, spacing_mm, CT_DEFAULT)
+    suv = sitk.ReadImage(str(case_dir / NIFTI_SUV), sitk.sitkFloat32)
+    suv_arr = sitk.GetArrayFromImage(resample_onto(suv, ct_model, SUV_DEFAULT))
+    seg = None
+    if (case_dir / NIFTI_SEG).is_file():
+        img = sitk.ReadImage(str(case_dir / NIFTI_SEG), sitk.sitkUInt8)
+        seg = sitk.GetArrayFromImage(sitk.Resample(img, ct_model, sitk.Transform(),
+                                                   sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
+    return Pair(sitk.GetArrayFromImage(ct_model).astype(np.float32),
+                np.clip(suv_arr, *SUV_CLIP).astype(np.float32), tuple(ct_model.GetOrigin()),
+                tuple(ct_model.GetSpacing()), _nifti_id(case_dir), seg)
+
+
+def _nifti_id(case_dir: Path) -> str:
+    return f"nifti:{Path(case_dir).resolve()}"
+
+
+def cached_nifti_pair(cache_dir: Path, case_dir: Path, spacing_mm: Sequence[float]) -> Pair:
+    """The NIfTI case from cache when present and newer than its files, else built and cached."""
+    path = _cache_path(Path(cache_dir), _nifti_id(case_dir), spacing_mm)
+    newest = max(f.stat().st_mtime for f in Path(case_dir).glob("*.nii.gz"))
+    if path.is_file() and path.stat().st_mtime >= newest:
+        return load_pair(path)
+    pair = build_nifti_pair(Path(case_dir), spacing_mm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_pair(path, pair)
+    return pair
 
 
 def load_pairs(root: Path, spacing_mm: Sequence[float], cache_dir: Path | None = None
                ) -> list[Pair]:
-    """All studies under `root` as pairs; cached per study as .npz in `cache_dir`."""
+    """All DICOM studies, then all autoPET NIfTI cases, under `root` as pairs; cached per
+    study as .npz in `cache_dir`."""
     cache_dir = Path(cache_dir or Path(root) / ".pairs-cache")
     cache_dir.mkdir(parents=True, exist_ok=True)
     pairs = []
     for ct_files, pt_files in find_studies(root):
         study = str(pydicom.dcmread(ct_files[0], stop_before_pixels=True).StudyInstanceUID)
         pairs.append(cached_pair(cache_dir, study, ct_files, pt_files, spacing_mm))
+    nifti = find_nifti_cases(root)
+    pairs += [cached_nifti_pair(cache_dir, case, spacing_mm) for case in nifti]
+    if nifti:
+        log.info("found %d NIfTI (autoPET layout) cases under %s", len(nifti), root)
     return pairs
 
 

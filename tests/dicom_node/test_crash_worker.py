@@ -48,15 +48,11 @@ def test_kill_worker_mid_inference(make_config, tmp_path, dest_port):
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: _job(node).state == "done", timeout=40, poll=0.1)
         job = _job(node)
-    assert job.attempts == 2 and _owner_pid_from(runs(cfg.storage.path)) != {victim}
+    assert job.attempts == 2
     log = runs(cfg.storage.path)
     assert [r[0] for r in log] == ["start", "start", "end"]
     assert log[0][2] == victim and log[2][2] != victim
     assert len(dest.counts) == 3 and set(dest.counts.values()) == {1}
-
-
-def _owner_pid_from(log: list[tuple[str, str, int]]) -> set[int]:
-    return {pid for kind, _, pid in log if kind == "end"}
 
 
 def test_kill_sender_mid_send(make_config, tmp_path, dest_port):

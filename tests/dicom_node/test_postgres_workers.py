@@ -71,3 +71,39 @@ def test_two_worker_processes_each_job_once(pg_url, tmp_path):
     with db.session() as s:
         assert {j.attempts for j in s.scalars(select(Job))} == {1}
     db.dispose()
+
+
+def test_vpet_worker_alone_migrates_and_claims(pg_url, tmp_path):
+    """`vpet worker --config` on another machine: migrates a fresh database, claims jobs."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from dicom_node.migrate import current_revision, head_revision
+
+    cfg_path = tmp_path / "worker.yaml"
+    cfg_path.write_text(yaml.safe_dump({"storage": {"path": str(tmp_path / "w")},
+                                        "database": {"url": pg_url},
+                                        "workers": {"device": "cpu", "poll_s": 0.1}}))
+    proc = subprocess.Popen([sys.executable, "-m", "dicom_node.cli", "worker", "--config",
+                             str(cfg_path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    db = Database(pg_url)
+    try:
+        wait_for(lambda: current_revision(db.engine) == head_revision(), timeout=60, poll=0.2)
+        jid = create_job(db, series_uid="9.9", series_version=1, rule="r", recipe="ct-to-pet",
+                         destinations=[])
+
+        def final() -> Job | None:
+            with db.session() as s:
+                job = s.get(Job, jid)
+            return job if job.state in ("done", "failed", "dead") else None
+
+        job = wait_for(final, timeout=30, poll=0.2)
+        assert job.state == "failed" and "no stored instances" in job.reason
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        db.dispose()
+    assert proc.returncode == 0

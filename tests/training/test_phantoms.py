@@ -76,3 +76,16 @@ def test_generation_is_seeded(tmp_path):
     assert a.lesions == b.lesions
     pa, pb = pydicom.dcmread(a.pet_paths[0]), pydicom.dcmread(b.pet_paths[0])
     assert np.array_equal(pa.pixel_array, pb.pixel_array)
+
+
+def test_confounders_and_lesion_free_cases(tmp_path):
+    cyst = make_case(tmp_path / "c", 9, ct_shape=(16, 64, 64), n_lesions=2, kinds=("cyst",),
+                     diameter_range_mm=(20, 24))
+    assert cyst.lesions and all(not les.hot for les in cyst.lesions)
+    assert all(-5 <= les.hu <= 10 and les.suv_max <= 1.2 for les in cyst.lesions)
+    iso = make_case(tmp_path / "i", 9, ct_shape=(16, 64, 64), n_lesions=1, kinds=("isodense",),
+                    diameter_range_mm=(20, 24))
+    assert iso.lesions[0].hot and iso.lesions[0].suv_max >= 3
+    counts = [len(make_ct_only(tmp_path / f"s{s}", s, ct_shape=(4, 32, 32)).lesions)
+              for s in range(12)]
+    assert 0 in counts and max(counts) >= 2  # lesion-free cases occur for some seeds

@@ -44,3 +44,22 @@ def test_shipped_demo_package_makes_lesion_hotter_than_liver(tmp_path):
     liver = pred[lz, ly - 1 : ly + 2, lx - 1 : lx + 2].mean()
     assert 1.0 < liver < 3.0
     assert lesion > liver + 0.5
+
+
+def test_shipped_package_manifest_states_metrics_and_commands():
+    import json
+
+    manifest = json.loads((DEMO_PACKAGE / "manifest.json").read_text())
+    assert manifest["name"] == "demo-ct-pet" and manifest["demonstration"] is True
+    if manifest["architecture"]["name"] != "blend_fcn_cgan":
+        pytest.skip("shipped package is not the blended FCN + cGAN one")
+    assert manifest["version"] == "0.2.0"
+    commands = manifest["training"]["commands"]
+    assert any(c.startswith("vpet train fcn ") for c in commands)
+    assert any(c.startswith("vpet train pix2pix ") for c in commands)
+    held = manifest["metrics"]["held_out_phantoms"]
+    assert set(held) == {"fcn", "cgan", "blend"}
+    for row in held.values():
+        assert row["cases"] >= 8 and 0.0 <= row["lesion_tpr"] <= 1.0
+        assert row["false_positives_per_case"] >= 0.0
+    assert (DEMO_PACKAGE / "model.safetensors").stat().st_size < 8_000_000

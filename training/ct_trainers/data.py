@@ -66,7 +66,8 @@ def make_loader(slices: SliceSet, cfg: TrainConfig, batch_size: int, gen: torch.
         sampler: DistributedSampler | WeightedRandomSampler = DistributedSampler(
             _Indices(len(slices)), shuffle=True, seed=cfg.seed)
     else:
-        sampler = WeightedRandomSampler(slices.sampling_weights(cfg.hot_boost), len(slices),
+        sampler = WeightedRandomSampler(slices.sampling_weights(cfg.hot_boost),
+                                        cfg.samples_per_epoch or len(slices),
                                         replacement=True, generator=gen)
     loader = DataLoader(_Indices(len(slices)), batch_size=batch_size, sampler=sampler,
                         collate_fn=collate)

@@ -67,6 +67,9 @@ class TrainConfig:
     # Start the generator at the mean normalized PET: tanhshrink's slope is ~0 at 0, so from a
     # zero output the L1 gradient barely reaches the network (see `init_output_bias`).
     init_output_bias: bool = True
+    # Export the generator of the validation with the lowest RMSE, not the last one: the
+    # adversarial terms (20 NSP) can pull a short run away from its best L1 fit.
+    keep_best: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -161,6 +164,7 @@ def train(cfg: TrainConfig) -> dict:
     mods = {k: R.wrap_ddp(m, cfg.device, world) for k, m in mods.items()}
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * rank)
     t0, val = time.time(), {}
+    best: tuple[float, int, dict] | None = None
     with Progress(disable=not cfg.progress or rank != 0, transient=True) as bar:
         task = bar.add_task(cfg.method, total=cfg.steps, completed=step)
         batches = iter(())
@@ -190,13 +194,23 @@ def train(cfg: TrainConfig) -> dict:
             if rank == 0 and (step % cfg.val_every == 0 or step == cfg.steps):
                 val = validate(R.unwrap(mods["g"]), val_pairs, cfg.device)
                 log.info("step %d: %s val %s", step, logs, val)
+                if val and (best is None or val["rmse"] < best[0]):
+                    best = (val["rmse"], step, {k: v.detach().cpu().clone() for k, v in
+                                                R.unwrap(mods["g"]).state_dict().items()})
                 R.save_checkpoint(ckpt, step, mods, opts, scheds, history)
     if rank != 0:
         return {}
     plot_curves(history, out / "loss_curves.png")
     metrics = {"steps": step, "seconds": round(time.time() - t0, 2), "validation": val,
                "final_losses": {k: v[-1] for k, v in history.items() if v}}
-    export_package(out / "package", R.unwrap(mods["g"]), cfg, metrics, time_steps)
+    g = R.unwrap(mods["g"])
+    if cfg.keep_best and best is not None and best[1] != step:
+        g.load_state_dict(best[2])
+        metrics["validation_last"] = val
+        metrics["validation"] = validate(g, val_pairs, cfg.device)
+        metrics["exported_step"] = best[1]
+        log.info("exporting the generator of step %d (best validation RMSE)", best[1])
+    export_package(out / "package", g, cfg, metrics, time_steps)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 

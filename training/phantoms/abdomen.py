@@ -4,6 +4,20 @@ Why: no pretrained weights and no patient data ship with the product, so the dem
 model is trained and tested on phantoms that go through the same DICOM path as clinical data:
 CT on a fine grid, PET on its own coarse grid with an offset origin, blurred and noisy, stored
 in Bq/ml with the radiopharmaceutical headers so SUV has to be computed, not assumed.
+
+Generality (a model is judged on phantoms this project did not make): body habitus, organ
+sizes/positions and liver shape vary (anatomy.py), so do contrast phase (non-contrast or portal
+venous), CT noise, slice thickness, field of view, PET grid and PET resolution. About a fifth of
+the cases have no lesion at all.
+
+Lesion kinds and what a CT-only model can see:
+- "hypodense": FDG-avid, 15-35 HU below liver with a faint enhancing rim.
+- "isodense": FDG-avid and close to liver density (within ~12 HU), but NOT invisible: a lesion
+  with no CT signal at all cannot be found by any CT -> PET model, so iso-dense here means a
+  faint hypodense core (liver - 5..12 HU) with a thin rim 10-18 HU above liver, i.e. a subtle
+  but real CT signature, as subtle lesions have on real portal-venous CT.
+- "cyst": the paper's confounder, a benign hypodense region with low uptake (SUV 0.3-1.2):
+  water density (-5..10 HU), homogeneous, sharp margin, no rim.
 """
 
 from __future__ import annotations
@@ -25,7 +39,9 @@ log = logging.getLogger(__name__)
 
 F18_HALF_LIFE_S = 6586.2
 KINDS = ("hypodense", "isodense", "cyst")
-KIND_P = (0.55, 0.15, 0.30)
+KIND_P = (0.5, 0.2, 0.3)
+PET_GRIDS = ((4.07, 4.07, 3.27), (4.0, 4.0, 4.0), (3.65, 3.65, 3.27), (5.47, 5.47, 3.27),
+             (3.0, 3.0, 2.0))
 CT_TIME, PET_TIME, DATE = "140100", "140500", "20260101"
 
 
@@ -69,13 +85,17 @@ class CaseInfo:
                 "patient_weight_kg": self.patient_weight_kg}
 
 
-def _luts(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Per-case HU and SUV per tissue label (REFERENCE.md phantom values)."""
+def _luts(rng: np.random.Generator, contrast: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-case HU and SUV per tissue label (REFERENCE.md phantom values); `contrast`: portal
+    venous phase (enhanced liver, spleen, kidneys and blood)."""
     u = rng.uniform
     hu = {A.AIR: -1000, A.FAT: u(-110, -70), A.MUSCLE: u(10, 40), A.VFAT: u(-110, -80),
           A.BOWEL: u(10, 40), A.LIVER: u(45, 65), A.SPLEEN: u(35, 55), A.KIDNEY: u(20, 40),
           A.CANCELLOUS: u(120, 250), A.CORTICAL: u(700, 1200), A.CSF: u(0, 15),
           A.BLOOD: u(40, 55), A.LUNG: u(-850, -700), A.DISC: u(70, 100)}
+    if contrast:
+        hu.update({A.LIVER: u(90, 120), A.SPLEEN: u(100, 130), A.KIDNEY: u(150, 200),
+                   A.BLOOD: u(140, 190), A.BOWEL: u(20, 60)})
     suv = {A.AIR: 0.0, A.FAT: u(0.3, 0.5), A.MUSCLE: u(0.6, 0.8), A.VFAT: u(0.3, 0.5),
            A.BOWEL: u(0.9, 1.6), A.LIVER: u(1.7, 2.1), A.SPLEEN: u(1.6, 2.0),
            A.KIDNEY: u(3.0, 7.0), A.CANCELLOUS: u(0.9, 1.1), A.CORTICAL: u(0.3, 0.5),
@@ -121,11 +141,11 @@ def _place_lesions(rng, liver: A.Shape, labels: np.ndarray, grid: A.Grid, n: int
             continue
         kind = str(rng.choice(list(kinds), p=_kind_p(kinds, kind_p)))
         if kind == "cyst":
-            suv, hu = float(rng.uniform(0.3, 1.2)), float(rng.uniform(-5, 8))  # water density
+            suv, hu = float(rng.uniform(0.3, 1.2)), float(rng.uniform(-5, 10))  # water density
         else:
             suv = float(rng.uniform(3, 15))
-            hu = (float(np.clip(liver_hu - rng.uniform(15, 30), 20, 40)) if kind == "hypodense"
-                  else liver_hu + rng.uniform(-4, 4))
+            hu = (max(liver_hu - rng.uniform(15, 35), 20.0) if kind == "hypodense"
+                  else liver_hu - rng.uniform(5, 12))
         out.append(PhantomLesion(tuple(round(float(v), 2) for v in c), round(d, 2),
                                  round(suv, 3), kind, round(float(hu), 1)))
     return out
@@ -143,12 +163,21 @@ def _ct_volume(rng, shapes, grid: A.Grid, hu_lut, lesions) -> tuple[np.ndarray, 
     for les in lesions:
         box, rn = _sphere(grid, les)
         inside = (rn <= 1.0) & (labels[box] == A.LIVER)
-        value = np.where(rn > 0.7, les.hu + 15.0, les.hu) if les.kind == "hypodense" else les.hu
-        hu[box] = np.where(inside, value, hu[box])
-    sigma = float(rng.uniform(6, 14))
+        hu[box] = np.where(inside, _lesion_hu(les, rn, float(hu_lut[A.LIVER])), hu[box])
+    sigma = float(rng.uniform(5, 18))
     for k in range(0, hu.shape[0], 32):  # chunked noise keeps memory flat for big volumes
         hu[k:k + 32] += rng.standard_normal(hu[k:k + 32].shape, dtype=np.float32) * sigma
     return np.clip(hu + 1024, 0, 4095).astype(np.int16), labels
+
+
+def _lesion_hu(les: PhantomLesion, rn: np.ndarray, liver_hu: float) -> np.ndarray | float:
+    """CT value inside a lesion: rims for malignant kinds (see module docstring), flat cysts."""
+    if les.kind == "hypodense":
+        return np.where(rn > 0.7, les.hu + 15.0, les.hu)
+    if les.kind == "isodense":
+        rim = 0.8 if les.diameter_mm > 10 else 0.65  # at least ~2 mm on small lesions
+        return np.where(rn > rim, liver_hu + 14.0, les.hu)
+    return les.hu
 
 
 def _pet_suv(rng, shapes, pet: A.Grid, suv_lut, lesions, fwhm: float) -> np.ndarray:
@@ -226,25 +255,33 @@ def _default_slice(nz: int) -> float:
 
 def make_case(out_dir: Path, seed: int, *, ct_shape: tuple[int, int, int] = (80, 256, 256),
               ct_slice_mm: float | None = None, ct_fov_mm: float | None = None,
-              pet_spacing_mm: tuple[float, float, float] = (4.07, 4.07, 3.27),
-              pet_fwhm_mm: float = 6.0, n_lesions: int | None = None,
+              pet_spacing_mm: tuple[float, float, float] | None = None,
+              pet_fwhm_mm: float | None = None, n_lesions: int | None = None,
               kinds: Sequence[str] = KINDS, diameter_range_mm: tuple[float, float] = (5.0, 30.0),
               kind_p: Sequence[float] | None = None, write_pet: bool = True) -> CaseInfo:
     """Write one phantom study (CT in `out_dir/CT`, PET in `out_dir/PT`); returns its ground truth.
 
     CT in-plane spacing is the field of view (random 400-460 mm) over the matrix size, so the
     same body fits a 64x64 test matrix or a 512x512 clinical one. `kind_p` weights KINDS
-    (default 0.55 hypodense, 0.15 isodense, 0.30 cyst).
+    (default 0.5 hypodense, 0.2 isodense, 0.3 cyst). Unset slice thickness, PET grid and PET
+    resolution are drawn per case (slice thickness around the value that covers ~360 mm).
     """
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
     nz, ny, nx = ct_shape
-    fov = float(ct_fov_mm or rng.uniform(400, 460))
-    sxy, sz = fov / max(nx, ny), float(ct_slice_mm or _default_slice(nz))
+    fov = float(ct_fov_mm or rng.uniform(380, 480))
+    jitter = float(rng.choice([0.8, 1.0, 1.0, 1.25, 1.5]))
+    base = _default_slice(nz)  # jitter, but never past ~450 mm (keeps benchmarks comparable)
+    sz = float(ct_slice_mm or min(base * jitter, max(base, 450.0 / nz)))
+    sxy = fov / max(nx, ny)
+    contrast = bool(rng.random() < 0.35)
+    pet_grid = PET_GRIDS[int(rng.integers(len(PET_GRIDS)))]
+    pet_spacing_mm = pet_spacing_mm or pet_grid
+    pet_fwhm_mm = float(pet_fwhm_mm or rng.uniform(5.0, 8.0))
     ct = A.Grid((-(nx - 1) / 2 * sxy, -(ny - 1) / 2 * sxy, -(nz - 1) / 2 * sz), (sxy, sxy, sz),
                 (nz, ny, nx))
     shapes, marks = A.abdomen_shapes(rng)
-    hu_lut, suv_lut = _luts(rng)
+    hu_lut, suv_lut = _luts(rng, contrast)
     ct_labels = A.paint(shapes, ct)
     if n_lesions is None:
         n_lesions = 0 if rng.random() < 0.2 else int(rng.integers(1, 5))

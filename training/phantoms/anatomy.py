@@ -91,9 +91,9 @@ def paint(shapes: list[Shape], grid: Grid) -> np.ndarray:
 def abdomen_shapes(rng: np.random.Generator) -> tuple[list[Shape], dict]:
     """Random abdomen anatomy; returns the shapes and a few landmarks (liver ellipsoid)."""
     inf = np.inf
-    a, b = rng.uniform(135, 180), rng.uniform(100, 135)
+    a, b = rng.uniform(125, 190), rng.uniform(95, 145)  # slim to obese
     cy = rng.uniform(-10, 10)
-    fat = rng.uniform(8, 30)
+    fat = rng.uniform(5, min(40, b - 60))
     wall = rng.uniform(8, 15)
     zs = rng.uniform(-20, 20)  # cranio-caudal shift of all organs
     shapes = [
@@ -118,8 +118,16 @@ def abdomen_shapes(rng: np.random.Generator) -> tuple[list[Shape], dict]:
                   (0.52 * ia * rng.uniform(0.9, 1.1), 0.75 * ib * rng.uniform(0.9, 1.05),
                    rng.uniform(70, 95)), (VFAT, BOWEL, LUNG))
     shapes.append(liver)
+    if rng.random() < 0.7:  # left lobe reaching across the midline: varied liver shapes
+        lc, ls = liver.centre, liver.semi
+        shapes.append(Shape(LIVER, (lc[0] + ls[0] * rng.uniform(0.6, 0.9),
+                                    lc[1] - ls[1] * rng.uniform(0.2, 0.45), lc[2] + rng.uniform(0, 25)),
+                            (ls[0] * rng.uniform(0.35, 0.6), ls[1] * rng.uniform(0.3, 0.5),
+                             ls[2] * rng.uniform(0.4, 0.7)), (VFAT, BOWEL, LUNG)))
+    sp = rng.uniform(0.75, 1.35)  # spleen size
     shapes.append(Shape(SPLEEN, (0.6 * ia, cy + 0.35 * ib, zs + rng.uniform(30, 50)),
-                        (0.2 * ia, 0.3 * ib, rng.uniform(40, 60)), (VFAT, BOWEL, LUNG)))
+                        (0.2 * ia * sp, 0.3 * ib * sp, rng.uniform(40, 60) * sp),
+                        (VFAT, BOWEL, LUNG)))
     kz = zs - rng.uniform(30, 60)
     for side in (-1, 1):
         shapes.append(Shape(KIDNEY, (side * rng.uniform(60, 80), spine_y - 5, kz + side * 8),

@@ -1,0 +1,188 @@
+"""`vpet` commands of the CT -> PET method (seed paper 000): train fcn | pix2pix | blend, bench.
+
+Why a module of its own: cli.py is shared by several people; these bodies live here and cli.py
+only registers them. Heavy imports (torch, training) stay inside the commands. Multi-GPU:
+`torchrun --nproc_per_node N -m dicom_node.cli train fcn ...` (the trainers join the process
+group when WORLD_SIZE > 1).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+log = logging.getLogger(__name__)
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Folder of PET/CT DICOM studies or "
+                                       "autoPET NIfTI cases.", exists=True, file_okay=False)]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Model package folder to write.")]
+EpochsOpt = Annotated[int, typer.Option(min=1, help="Epochs.")]
+BatchOpt = Annotated[int | None, typer.Option("--batch", help="Slices per step "
+                                              "(default fcn 8, pix2pix 1).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume",
+                                         help="Continue from OUT.work/checkpoint.")]
+LossOpt = Annotated[str, typer.Option("--loss", help="weighted (per-pixel weight = target "
+                                      "SUV, the paper) or plain.")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed (split, init, sampling).")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+AmpOpt = Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast (CUDA only).")]
+SpacingOpt = Annotated[str, typer.Option(help="Model grid X,Y,Z mm (or one value).")]
+ContextOpt = Annotated[int, typer.Option(help="Adjacent CT slices in (1 = the paper's 2-D).")]
+CropOpt = Annotated[int | None, typer.Option(help="Random in-plane training crop (px).")]
+SamplesOpt = Annotated[int | None, typer.Option(help="Slices drawn per epoch (default all).")]
+LrOpt = Annotated[float | None, typer.Option(help="Adam lr (default fcn 1e-4, pix2pix 2e-4).")]
+ValOpt = Annotated[Path | None, typer.Option("--val-data", help="Held-out studies for the "
+                                             "per-epoch validation.", exists=True)]
+FloorOpt = Annotated[float, typer.Option(help="Weighted loss: weight = max(SUV, floor).")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for torch.")]
+NameOpt = Annotated[str | None, typer.Option(help="Package name.")]
+VersionOpt = Annotated[str, typer.Option(help="Package version.")]
+
+
+def _command(ctx: typer.Context) -> str:
+    """The command line that reproduces this run (recorded in the manifest)."""
+    names, c = [], ctx
+    while c.parent is not None:  # sub-command names; the root's name differs under torchrun
+        names.append(str(c.info_name))
+        c = c.parent
+    parts = ["vpet", *reversed(names)]
+    for key, value in ctx.params.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif value is not None:
+            parts += [flag, str(value)]
+    return " ".join(parts)
+
+
+def _spacing(text: str) -> tuple[float, float, float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"--spacing wants X,Y,Z mm, got {text!r}") from None
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3 or min(values) <= 0:
+        raise typer.BadParameter(f"--spacing wants X,Y,Z mm, got {text!r}")
+    return values[0], values[1], values[2]
+
+
+def _config(**kw):
+    from dicom_node.worker import resolve_device
+    from training.ct_trainers import TrainConfig
+
+    if kw.pop("loss") not in ("weighted", "plain"):
+        raise typer.BadParameter("--loss must be weighted or plain")
+    device = resolve_device(kw.pop("device"))
+    return TrainConfig(**kw, device=device)
+
+
+def _finish(out: Path) -> None:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes the package
+        return
+    manifest = json.loads((out / "manifest.json").read_text())
+    typer.echo(json.dumps(manifest.get("metrics", {}), indent=2))
+    typer.echo(f"model package written to {out}")
+
+
+def train_fcn(
+    ctx: typer.Context, data: DataOpt, out: OutOpt, epochs: EpochsOpt = 20, batch: BatchOpt = None,
+    resume: ResumeOpt = True, loss: LossOpt = "weighted",
+    vgg16: Annotated[Path | None, typer.Option("--vgg16", help="VGG-16 weights (safetensors, "
+                                               "torchvision names).", exists=True)] = None,
+    seed: SeedOpt = 0, device: DeviceOpt = "auto", amp: AmpOpt = True,
+    width: Annotated[float, typer.Option(help="VGG channel multiplier (paper 1.0).")] = 1.0,
+    fc_channels: Annotated[int, typer.Option(help="fc6/fc7 channels (paper 4096).")] = 4096,
+    spacing: SpacingOpt = "3,3,3", context: ContextOpt = 1, crop: CropOpt = None,
+    samples_per_epoch: SamplesOpt = None, lr: LrOpt = None, val_data: ValOpt = None,
+    weight_floor: FloorOpt = 0.0, threads: ThreadsOpt = None, name: NameOpt = None,
+    version: VersionOpt = "0.1.0",
+) -> None:
+    """Train FCN-4s (VGG-16 backbone) CT -> SUV and write an `fcn4s` model package."""
+    from training.ct_trainers import train_fcn as run
+
+    cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
+                  weighted=loss == "weighted", vgg_weights=vgg16, seed=seed, device=device,
+                  amp=amp, net={"width": width, "fc_channels": fc_channels},
+                  spacing_mm=_spacing(spacing), context=context, crop=crop,
+                  samples_per_epoch=samples_per_epoch, lr=lr, val_data=val_data,
+                  weight_floor=weight_floor, threads=threads, name=name, version=version,
+                  command=_command(ctx))
+    _finish(run(cfg))
+
+
+def train_pix2pix(
+    ctx: typer.Context, data: DataOpt, out: OutOpt, epochs: EpochsOpt = 20, batch: BatchOpt = None,
+    resume: ResumeOpt = True, loss: LossOpt = "weighted",
+    seed: SeedOpt = 0, device: DeviceOpt = "auto", amp: AmpOpt = True,
+    ngf: Annotated[int, typer.Option(help="Generator width (paper 64).")] = 64,
+    ndf: Annotated[int, typer.Option(help="PatchGAN width (paper 64).")] = 64,
+    num_downs: Annotated[int, typer.Option(help="U-Net downsamplings (8 = U-Net-256).")] = 8,
+    lam: Annotated[float, typer.Option(help="Weight of the pixel loss (pix2pix 100).")] = 100.0,
+    spacing: SpacingOpt = "3,3,3", context: ContextOpt = 1, crop: CropOpt = None,
+    samples_per_epoch: SamplesOpt = None, lr: LrOpt = None, val_data: ValOpt = None,
+    weight_floor: FloorOpt = 0.0, threads: ThreadsOpt = None, name: NameOpt = None,
+    version: VersionOpt = "0.1.0",
+) -> None:
+    """Train pix2pix (U-Net generator + 70x70 PatchGAN) CT -> SUV; writes a `pix2pix_unet`
+    package (the generator)."""
+    from training.ct_trainers import train_pix2pix as run
+
+    cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
+                  weighted=loss == "weighted", seed=seed, device=device, amp=amp,
+                  net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
+                  spacing_mm=_spacing(spacing), context=context, crop=crop,
+                  samples_per_epoch=samples_per_epoch, lr=lr, val_data=val_data,
+                  weight_floor=weight_floor, threads=threads, name=name, version=version,
+                  command=_command(ctx))
+    _finish(run(cfg))
+
+
+def train_blend(
+    fcn: Annotated[Path, typer.Option("--fcn", help="fcn4s package.", exists=True,
+                                      file_okay=False)],
+    cgan: Annotated[Path, typer.Option("--cgan", help="pix2pix_unet package.", exists=True,
+                                       file_okay=False)],
+    out: OutOpt,
+    threshold: Annotated[float, typer.Option(help="FCN SUV above which FCN wins.")] = 2.5,
+    levels: Annotated[int, typer.Option(help="Laplacian pyramid levels.")] = 4,
+    name: Annotated[str, typer.Option(help="Package name.")] = "ct-pet-blend",
+    version: VersionOpt = "0.1.0",
+) -> None:
+    """Combine an FCN and a cGAN package into one blended package (Laplacian pyramid)."""
+    from pipeline.errors import ModelError
+    from training.blend_package import make_blend_package
+
+    try:
+        make_blend_package(fcn, cgan, out, name=name, version=version, threshold=threshold,
+                           levels=levels)
+    except ModelError as exc:
+        typer.echo(f"cannot blend: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"blended package written to {out}")
+
+
+def bench_train(
+    network: Annotated[str, typer.Option(help="fcn or pix2pix.")] = "fcn",
+    size: Annotated[int, typer.Option(help="Slice size (px).")] = 256,
+    batch: Annotated[int, typer.Option(help="Slices per step.")] = 4,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps.")] = 10,
+    device: DeviceOpt = "auto",
+    fp32: Annotated[bool, typer.Option("--fp32", help="No autocast, no channels_last.")] = False,
+    width: Annotated[float, typer.Option(help="FCN width multiplier.")] = 1.0,
+    ngf: Annotated[int, typer.Option(help="pix2pix generator width.")] = 64,
+) -> None:
+    """Training images/s of FCN-4s or pix2pix (paper sizes by default) on random slices."""
+    from dicom_node.worker import resolve_device
+    from training.bench_train import bench_train as run
+
+    if network not in ("fcn", "pix2pix"):
+        raise typer.BadParameter("--network must be fcn or pix2pix")
+    net = {"width": width} if network == "fcn" else {"ngf": ngf}
+    run(network, size, batch, steps, resolve_device(device), amp=not fp32,
+        channels_last=not fp32, net=net)

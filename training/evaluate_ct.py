@@ -1,0 +1,177 @@
+"""`vpet evaluate` for CT -> PET packages: the comparison of seed paper 000 (FCN, cGAN, blend).
+
+Why: the paper's claim is about lesions (24/26 found at SUVmax > 2.5, 0.25 false positives per
+case) and about picture quality; this measures both on any folder of paired studies, per case and
+overall, and for a blended package also for each member alone, so the blend's benefit is visible.
+
+Lesions (ground truth), by what the data offer: phantom spheres from `cases.json` (with lesion
+kinds, so benign cysts are tracked), else the autoPET SEG mask's connected components, else the
+hot regions (> threshold) of the real PET. A lesion counts when the real PET is > threshold in it
+and is found when the virtual PET is > threshold there too. A false positive is a virtual hot
+region of at least `min_volume_ml`, in the body (CT > -500 HU), touching no hot voxel of the real
+PET. Image metrics are in SUV over body voxels; PSNR uses the case's real SUVmax as peak; SSIM is
+the 2-D SSIM map (per slice, as the networks work) averaged over body voxels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+from skimage.metrics import structural_similarity
+
+from pipeline.blend import blend
+from pipeline.models.package import BLEND, ModelPackage, load_package
+from pipeline.models.predictors import normalize, predict_slices
+from training.metrics import BODY_HU, _sphere_mask
+from training.pairs import Pair, load_pairs
+from training.phantoms.abdomen import PhantomLesion
+from training.report_ct import write_markdown, write_montage
+
+log = logging.getLogger(__name__)
+
+Truth = list[tuple[np.ndarray, str]]  # (mask, kind) per ground-truth lesion
+
+
+def predictions(pkg: ModelPackage, ct: np.ndarray) -> dict[str, np.ndarray]:
+    """{"fcn", "cgan", "blend"} for a blended package (members run once), else {arch: pred}."""
+    arch = pkg.manifest["architecture"]
+    if arch["name"] != BLEND:
+        return {arch["name"]: pkg.predict(ct)}
+    x = normalize(ct.astype(np.float32), pkg.manifest["input"]["normalization"])
+    out = {}
+    for name in ("fcn", "cgan"):
+        member = arch["members"][name]
+        out[name] = predict_slices(pkg.network[name], x,
+                                   context=int(member["params"].get("in_channels", 1)),
+                                   scale=float(member.get("scale", 1.0)), device=pkg.device)
+    out["blend"] = blend(out["fcn"], out["cgan"], threshold=float(arch.get("threshold", 2.5)),
+                         levels=int(arch.get("levels", 4)))
+    return out
+
+
+def ground_truth(pair: Pair, phantom: list[PhantomLesion] | None, threshold: float) -> Truth:
+    if phantom is not None:
+        return [(m, les.kind) for les in phantom if (m := _sphere_mask(pair, les)).any()]
+    source = pair.seg > 0 if pair.seg is not None else pair.suv > threshold
+    labels, n = ndimage.label(source)
+    kind = "seg" if pair.seg is not None else "pet_hot_region"
+    return [(labels == k, kind) for k in range(1, n + 1)]
+
+
+def _ssim_body(pred: np.ndarray, real: np.ndarray, body: np.ndarray, peak: float) -> float:
+    h, w = real.shape[1:]
+    win = min(7, h - (1 - h % 2), w - (1 - w % 2))
+    if win < 3:
+        return float("nan")
+    maps = [structural_similarity(real[k], pred[k], data_range=peak, win_size=win, full=True)[1]
+            for k in range(real.shape[0])]
+    return float(np.stack(maps)[body].mean())
+
+
+def case_metrics(pred: np.ndarray, pair: Pair, truth: Truth, threshold: float,
+                 min_volume_ml: float) -> dict:
+    """Lesion and image metrics of one prediction against one real PET."""
+    body = pair.ct > BODY_HU
+    diff = (pred - pair.suv)[body].astype(np.float64)
+    rmse = float(np.sqrt(np.mean(diff**2))) if diff.size else float("nan")
+    peak = max(float(pair.suv[body].max(initial=0.0)), 1e-6)
+    lesions, cysts_hot = [], 0
+    for mask, kind in truth:
+        p_max, t_max = float(pred[mask].max()), float(pair.suv[mask].max())
+        if kind == "cyst":
+            cysts_hot += p_max > threshold
+            continue
+        if t_max > threshold:
+            lesions.append({"kind": kind, "suvmax_real": round(t_max, 3),
+                            "suvmax_virtual": round(p_max, 3),
+                            "suvmax_error": round(p_max - t_max, 3),
+                            "found": bool(p_max > threshold)})
+    regions, n = ndimage.label((pred > threshold) & body)
+    fp = 0
+    if n:
+        sizes = np.bincount(regions.ravel(), minlength=n + 1) * float(np.prod(pair.spacing)) / 1e3
+        touched = np.zeros(n + 1, bool)
+        real_hot = ndimage.binary_dilation(pair.suv > threshold, iterations=1)
+        touched[np.unique(regions[real_hot & (regions > 0)])] = True
+        fp = int(((sizes >= min_volume_ml) & ~touched)[1:].sum())
+    return {"lesions": lesions, "lesions_hot": len(lesions),
+            "found": sum(les["found"] for les in lesions), "false_positives": fp,
+            "cysts": sum(k == "cyst" for _, k in truth), "cysts_predicted_hot": int(cysts_hot),
+            "mae": round(float(np.abs(diff).mean()) if diff.size else float("nan"), 4),
+            "rmse": round(rmse, 4), "psnr": round(20 * np.log10(peak / max(rmse, 1e-9)), 3),
+            "ssim": round(_ssim_body(pred, pair.suv, body, peak), 4)}
+
+
+def overall(cases: list[dict]) -> dict:
+    """Pooled lesion counts (TPR, FP per case) and mean image metrics over cases."""
+    hot = sum(c["lesions_hot"] for c in cases)
+    found = sum(c["found"] for c in cases)
+    errors = [les["suvmax_error"] for c in cases for les in c["lesions"]]
+    mean = {k: round(float(np.nanmean([c[k] for c in cases])), 4)
+            for k in ("mae", "rmse", "psnr", "ssim")} if cases else {}
+    return {"cases": len(cases), "lesions_hot_in_pet": hot, "lesions_found": found,
+            "lesion_tpr": round(found / hot, 4) if hot else None,
+            "false_positives_per_case": round(sum(c["false_positives"] for c in cases)
+                                              / max(len(cases), 1), 3),
+            "cysts": sum(c["cysts"] for c in cases),
+            "cysts_predicted_hot": sum(c["cysts_predicted_hot"] for c in cases),
+            "suvmax_error_mean": round(float(np.mean(errors)), 3) if errors else None,
+            "suvmax_abs_error_mean": round(float(np.mean(np.abs(errors))), 3) if errors else None,
+            **mean}
+
+
+def _phantom_lesions(data: Path) -> dict[str, list[PhantomLesion]]:
+    """study UID -> lesions, from every cases.json under `data` (phantom ground truth)."""
+    out: dict[str, list[PhantomLesion]] = {}
+    for path in sorted(Path(data).rglob("cases.json")):
+        for case in json.loads(path.read_text()):
+            if "study_uid" in case and "lesions" in case:
+                out[case["study_uid"]] = [
+                    PhantomLesion(tuple(x["centre_mm"]), x["diameter_mm"], x["suv_max"],
+                                  x["kind"], x["hu"]) for x in case["lesions"]]
+    return out
+
+
+def _load_pairs(data: Path, spacing: tuple[float, float, float], out: Path) -> list[Pair]:
+    try:
+        return load_pairs(data, spacing)
+    except OSError:  # read-only data folder: cache next to the report instead
+        return load_pairs(data, spacing, out / "pairs-cache")
+
+
+def evaluate_ct(model: Path, data: Path, out: Path, device: str = "cpu",
+                threshold: float = 2.5, min_volume_ml: float = 0.1) -> dict:
+    """Evaluate a CT package on paired studies; writes report.json, report.md, montage.png."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pkg = load_package(model, device)
+    pairs = _load_pairs(Path(data), pkg.spacing_mm, out)
+    if not pairs:
+        raise ValueError(f"no paired PET/CT studies or NIfTI cases under {data}")
+    phantoms = _phantom_lesions(Path(data))
+    per_case: dict[str, list[dict]] = {}
+    montage_rows = []
+    for i, pair in enumerate(pairs):
+        truth = ground_truth(pair, phantoms.get(pair.study_uid), threshold)
+        preds = predictions(pkg, pair.ct)
+        for name, pred in preds.items():
+            row = case_metrics(pred, pair, truth, threshold, min_volume_ml)
+            per_case.setdefault(name, []).append({"case": i, "study_uid": pair.study_uid, **row})
+        if len(montage_rows) < 4:
+            montage_rows.append((pair, preds, truth))
+        log.info("case %d/%d evaluated", i + 1, len(pairs))
+    report = {"model": {"path": str(model), "name": pkg.name, "version": pkg.version,
+                        "architecture": pkg.manifest["architecture"]["name"]},
+              "data": str(data), "threshold_suv": threshold, "min_volume_ml": min_volume_ml,
+              "lesion_truth": "phantom cases.json" if phantoms else "SEG or real PET hot regions",
+              "overall": {name: overall(rows) for name, rows in per_case.items()},
+              "per_case": per_case}
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_markdown(report, out / "report.md")
+    write_montage(montage_rows, out / "montage.png", threshold)
+    log.info("CT evaluation written to %s", out)
+    return report

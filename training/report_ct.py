@@ -1,0 +1,83 @@
+"""Markdown table and PNG montage of a CT -> PET evaluation (`training.evaluate_ct`).
+
+Why apart: the numbers are computed in evaluate_ct; how they are shown to a reader (one table
+row per method, one montage row per case: CT | real PET | FCN | cGAN | blended) is separate.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("lesion_tpr", "lesions_found", "lesions_hot_in_pet", "false_positives_per_case",
+           "cysts_predicted_hot", "suvmax_error_mean", "mae", "rmse", "psnr", "ssim")
+SUV_DISPLAY_MAX = 6.0
+TILE = 160
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    """Overall table (one row per method) and a per-case table of the last method."""
+    lines = [f"# CT -> PET evaluation: {report['model']['name']} {report['model']['version']}",
+             "", (f"Data: `{report['data']}`; lesion truth: {report['lesion_truth']}; "
+             f"threshold SUVmax > {report['threshold_suv']}; false positive = virtual hot "
+             f"region >= {report['min_volume_ml']} ml touching no real hot voxel."), "",
+             "| method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, row in report["overall"].items():
+        lines.append(f"| {name} | " + " | ".join(str(row.get(c)) for c in COLUMNS) + " |")
+    for name, cases in report["per_case"].items():
+        lines += ["", f"## Per case: {name}", "",
+                  "| case | found/hot | FP | cysts hot | MAE | RMSE | PSNR | SSIM |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {c['case']} | {c['found']}/{c['lesions_hot']} | {c['false_positives']} | "
+                  f"{c['cysts_predicted_hot']}/{c['cysts']} | {c['mae']} | {c['rmse']} | "
+                  f"{c['psnr']} | {c['ssim']} |" for c in cases]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _grey(img: np.ndarray, low: float, high: float) -> Image.Image:
+    u8 = (np.clip((img - low) / (high - low), 0, 1) * 255).astype(np.uint8)
+    return Image.fromarray(u8).convert("RGB")
+
+
+def _hot(img: np.ndarray) -> Image.Image:
+    """'Hot' colour map (black - red - yellow - white) over 0..SUV_DISPLAY_MAX."""
+    t = np.clip(img / SUV_DISPLAY_MAX, 0, 1)
+    rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], -1)
+    return Image.fromarray((rgb * 255).astype(np.uint8))
+
+
+def _slice_index(pair, truth, threshold: float) -> int:
+    """The slice through the hottest ground-truth lesion, else the middle slice."""
+    best, best_val = pair.ct.shape[0] // 2, -1.0
+    for mask, _kind in truth:
+        val = float(pair.suv[mask].max())
+        if val > max(best_val, threshold):
+            zs = np.nonzero(mask.any(axis=(1, 2)))[0]
+            best, best_val = int(zs[len(zs) // 2]), val
+    return best
+
+
+def write_montage(rows: list, path: Path, threshold: float) -> None:
+    """One row per case: CT | real PET | each prediction (PIL, labelled tiles)."""
+    if not rows:
+        return
+    names = list(rows[0][1])
+    cols = ["CT", "real PET", *names]
+    sheet = Image.new("RGB", (TILE * len(cols), (TILE + 14) * len(rows) + 14), "black")
+    draw = ImageDraw.Draw(sheet)
+    for c, label in enumerate(cols):
+        draw.text((c * TILE + 4, 1), label, fill="white")
+    for r, (pair, preds, truth) in enumerate(rows):
+        k = _slice_index(pair, truth, threshold)
+        tiles = [_grey(pair.ct[k], -160, 240), _hot(pair.suv[k])]
+        tiles += [_hot(preds[n][k]) for n in names]
+        y = 14 + r * (TILE + 14)
+        for c, tile in enumerate(tiles):
+            sheet.paste(tile.resize((TILE, TILE), Image.Resampling.BILINEAR), (c * TILE, y))
+        draw.text((4, y + TILE), f"case {r} slice {k} (SUV 0-{SUV_DISPLAY_MAX:g})", fill="grey")
+    sheet.save(path)
