@@ -61,8 +61,12 @@ def make_series(out: Path, shape: tuple[int, int, int], seed: int = 0) -> list[P
 
     rng = np.random.default_rng(seed)
     vol = rng.integers(0, 2000, size=shape, dtype=np.int16)
-    return write_series(vol, (0.8, 0.8, 1.0), (0.0, 0.0, 0.0), out, modality="CT",
-                        study=StudyInfo(), rescale=(1.0, -1024.0))
+    files = write_series(vol, (0.8, 0.8, 1.0), (0.0, 0.0, 0.0), out, modality="CT",
+                         study=StudyInfo(), rescale=(1.0, -1024.0))
+    # Flush the generated files now: otherwise their writeback competes with the node's
+    # per-instance fsyncs (only the node flushes), and the node is measured first.
+    os.sync()
+    return files
 
 
 def _wait_port(port: int, proc: subprocess.Popen, deadline_s: float = 60) -> None:

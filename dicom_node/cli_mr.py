@@ -51,7 +51,7 @@ def _train(method: str, *, data: Path | None, out: Path, tiny: bool, steps: int,
 
 
 def _extra(cases: int, shape: int, spacing: float, base: int, depth: int, lr: float,
-           accum: int, seed: int, bert: str | None = None, **more: int) -> dict:
+           accum: int, seed: int, bert: str | None = None, **more: object) -> dict:
     extra = {"cases": cases, "shape": (shape,) * 3, "spacing_mm": (spacing,) * 3, "base": base,
              "depth": depth, "lr": lr, "accum": accum, "seed": seed, **more}
     if bert is not None:
@@ -77,13 +77,18 @@ def train_ganbert(
     val_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = 200,
     checkpointing: Annotated[bool, typer.Option(
         help="Gradient checkpointing (paper; saves memory, costs time).")] = True,
+    nsp_weight: Annotated[float, typer.Option(help="Weight of the NSP (adversarial) loss "
+                                              "(paper 20; L1 20, MLM 1).")] = 20.0,
     seed: int = 0,
 ) -> None:
     """Train GANBERT (3D U-Net + BERT discriminator) MR -> PET and write a model package."""
+    from training.ganbert.steps import LossWeights
+
     _train("ganbert_cnn" if cnn_d else "ganbert", data=data, out=out, tiny=tiny, steps=steps,
            activation=activation, resume=resume, device=device,
            extra=_extra(cases, shape, spacing, base, depth, lr, accum, seed, bert,
-                        batch_size=batch_size, val_every=val_every, checkpointing=checkpointing))
+                        batch_size=batch_size, val_every=val_every, checkpointing=checkpointing,
+                        weights=LossWeights(nsp=nsp_weight)))
 
 
 def train_pix2pix3d(

@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dicom_node.db import Database, Instance, Series, utcnow
@@ -35,8 +35,11 @@ class ReceivedInstance:
     body_part: str = ""
 
 
-def record_instance(db: Database, item: ReceivedInstance) -> Series:
-    """Insert/refresh the Instance row and upsert its Series (re-opening a finished one)."""
+def record_instance(db: Database, item: ReceivedInstance) -> int:
+    """Insert/refresh the Instance row and upsert its Series (re-opening a finished one).
+
+    Returns the series version the instance was counted in.
+    """
     for attempt in range(3):
         try:
             return _record_once(db, item)
@@ -46,54 +49,82 @@ def record_instance(db: Database, item: ReceivedInstance) -> Series:
     raise AssertionError("unreachable")
 
 
-def _record_once(db: Database, item: ReceivedInstance) -> Series:
+_SERIES = Series.__table__
+_INSTANCE = Instance.__table__
+
+
+def _record_once(db: Database, item: ReceivedInstance) -> int:
+    """Two indexed reads and two writes in one short transaction (SQLAlchemy Core).
+
+    Why Core: the ORM unit of work cost ~4 ms of CPU per instance in the C-STORE handler
+    (profiled); these four statements do the same bookkeeping in a fraction of that.
+    """
     now = utcnow()
-    with db.session() as s:
-        series = s.scalar(select(Series).where(Series.series_uid == item.series_uid))
+    with db.engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite (db._sqlite_setup)
+        series = conn.execute(select(
+            _SERIES.c.state, _SERIES.c.version, _SERIES.c.modality, _SERIES.c.description,
+            _SERIES.c.body_part, _SERIES.c.calling_ae, _SERIES.c.called_ae,
+        ).where(_SERIES.c.series_uid == item.series_uid)).first()
+        inst = conn.execute(select(_INSTANCE.c.id, _INSTANCE.c.series_uid).where(
+            _INSTANCE.c.sop_instance_uid == item.sop_instance_uid)).first()
+        version = 1 if series is None else _next_version(series, item)
+        added = int(inst is None or inst.series_uid != item.series_uid)
         if series is None:
-            series = Series(
+            conn.execute(insert(_SERIES).values(
                 series_uid=item.series_uid, study_uid=item.study_uid, modality=item.modality,
                 description=item.description, calling_ae=item.calling_ae,
-                called_ae=item.called_ae, body_part=item.body_part, instance_count=0,
-                state="receiving", version=1, association_released=False,
-            )
-            s.add(series)
-            s.flush()
-        elif series.state != "receiving":
-            logger.info("late instance %s re-opens series %s (version %d -> %d)",
-                        item.sop_instance_uid, item.series_uid, series.version,
-                        series.version + 1)
-            series.version += 1
-            series.state = "receiving"
-            series.rule = None
-        series.last_received_at = now
-        series.assoc_key = item.assoc_key
-        series.association_released = False
-        series.calling_ae = item.calling_ae or series.calling_ae
-        series.called_ae = item.called_ae or series.called_ae
-        series.modality = series.modality or item.modality
-        series.description = series.description or item.description
-        series.body_part = series.body_part or item.body_part
+                called_ae=item.called_ae, body_part=item.body_part, instance_count=added,
+                state="receiving", version=1, association_released=False, rule=None,
+                assoc_key=item.assoc_key, last_received_at=now))
+        else:
+            values = _series_refresh(series, item, now, added)
+            if version != series.version:
+                values.update(version=version, state="receiving", rule=None)
+            conn.execute(update(_SERIES).where(_SERIES.c.series_uid == item.series_uid)
+                         .values(**values))
+        _write_instance(conn, inst, item, version, now)  # after the series: same lock order
+        return version
 
-        inst = s.scalar(select(Instance).where(
-            Instance.sop_instance_uid == item.sop_instance_uid))
-        if inst is None:
-            s.add(Instance(
-                sop_instance_uid=item.sop_instance_uid, series_uid=item.series_uid,
-                study_uid=item.study_uid, sop_class=item.sop_class, path=item.path,
-                calling_ae=item.calling_ae, series_version=series.version, received_at=now,
-            ))
-            series.instance_count += 1
-        else:  # re-sent instance: same file path, refresh bookkeeping
-            if inst.series_uid != item.series_uid:
-                logger.warning("instance %s moved from series %s to %s", item.sop_instance_uid,
-                               inst.series_uid, item.series_uid)
-                inst.series_uid = item.series_uid
-                inst.series_version = series.version
-                series.instance_count += 1
-            # a re-sent instance keeps the version it first arrived in (it belongs to that set)
-            inst.path, inst.received_at = item.path, now
-        return series
+
+def _series_refresh(series: Row, item: ReceivedInstance, now: dt.datetime,
+                    added: int) -> dict[str, object]:
+    """Column values refreshed on every instance of an existing series."""
+    return {
+        "last_received_at": now, "assoc_key": item.assoc_key, "association_released": False,
+        "calling_ae": item.calling_ae or series.calling_ae,
+        "called_ae": item.called_ae or series.called_ae,
+        "modality": series.modality or item.modality,
+        "description": series.description or item.description,
+        "body_part": series.body_part or item.body_part,
+        "instance_count": _SERIES.c.instance_count + added,
+    }
+
+
+def _next_version(series: Row, item: ReceivedInstance) -> int:
+    """The current version, or the next one when a late instance re-opens a finished series."""
+    if series.state == "receiving":
+        return int(series.version)
+    logger.info("late instance %s re-opens series %s (version %d -> %d)",
+                item.sop_instance_uid, item.series_uid, series.version, series.version + 1)
+    return int(series.version) + 1
+
+
+def _write_instance(conn: Connection, inst: Row | None, item: ReceivedInstance, version: int,
+                    now: dt.datetime) -> None:
+    """Insert the Instance row, or refresh it for a re-sent (or moved) instance."""
+    if inst is None:
+        conn.execute(insert(_INSTANCE).values(
+            sop_instance_uid=item.sop_instance_uid, series_uid=item.series_uid,
+            study_uid=item.study_uid, sop_class=item.sop_class, path=item.path,
+            calling_ae=item.calling_ae, series_version=version, received_at=now))
+        return
+    values: dict[str, object] = {"path": item.path, "received_at": now}
+    if inst.series_uid != item.series_uid:
+        logger.warning("instance %s moved from series %s to %s", item.sop_instance_uid,
+                       inst.series_uid, item.series_uid)
+        values.update(series_uid=item.series_uid, series_version=version)
+    # a re-sent instance keeps the version it first arrived in (it belongs to that set)
+    conn.execute(update(_INSTANCE).where(_INSTANCE.c.id == inst.id).values(**values))
 
 
 def mark_released(db: Database, assoc_key: str) -> int:

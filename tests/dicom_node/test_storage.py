@@ -38,3 +38,47 @@ def test_failed_write_removes_temp_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_durably(tmp_path / "a" / "x.dcm", b"data")
     assert list((tmp_path / "a").iterdir()) == []
+
+
+def test_new_file_syncs_file_and_folder(tmp_path, monkeypatch):
+    """A new name is published by hard link; both the file and its folder are fsynced."""
+    import stat
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    path = write_durably(tmp_path / "s" / "1.2.dcm", [b"head", b"-", b"pixels"])
+    assert path.read_bytes() == b"head-pixels"
+    assert sorted(synced) == ["dir", "file"]
+    assert [p.name for p in path.parent.iterdir()] == ["1.2.dcm"]
+
+
+def test_failed_sync_of_new_file_leaves_no_name(tmp_path, monkeypatch):
+    """If the flush fails, the unacknowledged file must not stay under its final name."""
+    real_fsync = os.fsync
+
+    def dir_fails(fd):
+        import stat
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(5, "I/O error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", dir_fails)
+    with pytest.raises(OSError):
+        write_durably(tmp_path / "a" / "x.dcm", b"data")
+    assert list((tmp_path / "a").iterdir()) == []
+
+
+def test_filesystem_without_links_falls_back_to_rename(tmp_path, monkeypatch):
+    def no_links(_src, _dst):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = write_durably(tmp_path / "a" / "x.dcm", b"data")
+    assert path.read_bytes() == b"data"
+    assert [p.name for p in path.parent.iterdir()] == ["x.dcm"]
