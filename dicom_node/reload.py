@@ -96,14 +96,14 @@ class ConfigWatcher(threading.Thread):
         try:
             new = load_config(self.path)
         except ConfigError as exc:
-            self.failures += 1
             logger.error("config reload rejected, keeping the running config: %s", exc)
+            self.failures += 1  # after the log line: observers may read the counter at once
             return False
         try:
             self.on_change(new)
         except Exception:
-            self.failures += 1
             logger.exception("config reload failed while applying %s", self.path)
+            self.failures += 1
             return False
         self.reloads += 1
         return True
