@@ -293,8 +293,10 @@ def load_config(path: Path | str) -> Config:
     if not config.storage.path.is_absolute():
         config.storage.path = (path.parent / config.storage.path).resolve()
     for recipe in config.recipes.values():
-        if recipe.model is not None and not recipe.model.is_absolute():
-            recipe.model = (path.parent / recipe.model).resolve()
+        for key in ("model", "reference_region", "organ_mask"):
+            value = getattr(recipe, key)
+            if value is not None and not value.is_absolute():
+                setattr(recipe, key, (path.parent / value).resolve())
     for tls in [config.node.tls, *(d.tls for d in config.destinations.values())]:
         for key in ("cert", "key", "ca"):
             value = getattr(tls, key, None)

@@ -62,8 +62,12 @@ def test_load_config_file_errors(tmp_path):
 
 def test_relative_paths_resolve_against_file(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text("storage: {path: data}\nrecipes: {ct-to-pet: {modality: CT, model: pkg}}\n")
+    f.write_text("storage: {path: data}\nrecipes: {ct-to-pet: {modality: CT, model: pkg, "
+                 "organ_mask: liver.nii.gz}, mr-to-pet: {modality: MR, "
+                 "reference_region: atlas/cerebellum.nii.gz}}\n")
     cfg = load_config(f)
     assert cfg.storage.path == tmp_path / "data"
     assert cfg.recipe("ct-to-pet").model == tmp_path / "pkg"
+    assert cfg.recipe("ct-to-pet").organ_mask == tmp_path / "liver.nii.gz"
+    assert cfg.recipe("mr-to-pet").reference_region == tmp_path / "atlas" / "cerebellum.nii.gz"
     assert "mr-to-pet" in cfg.recipes  # built-ins stay

@@ -156,6 +156,8 @@ def test_enhanced_ct_loads_like_the_single_frame_series(tmp_path):
     assert seg.number_of_segments == len(lesions) == 1
     sc = pydicom.dcmread(next(o.path for o in outputs if o.kind == "sc"), stop_before_pixels=True)
     assert [int(i.ReferencedFrameNumber) for i in sc.SourceImageSequence] == [2, 4, 1, 5, 3]
+    for output in outputs:  # every object made from an Enhanced CT source is valid too
+        assert dciodvfy_errors(output.path) == [], output.kind
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.uint16])
