@@ -90,6 +90,13 @@ def test_seg_and_sr(ct_volume, hot_suv, tmp_path):
     assert ("126033", None) in names  # Total Lesion Glycolysis
     assert groups[0].tracking_identifier == "lesion-1"
     assert groups[0].tracking_uid == desc.tracking_uid
+    # the image library lists the key images: the source slices through the lesion centroids
+    library = {item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+               for entry in pydicom.dcmread(sr_out.path).ContentSequence
+               if entry.ConceptNameCodeSequence[0].CodeValue == "111028"  # Image Library
+               for group in entry.ContentSequence for item in group.ContentSequence}
+    lesion_slices = {uids[k] for k in {int(z) for z in np.nonzero(labels)[0]}}
+    assert library and library <= lesion_slices
     again = encode_seg(ct_volume, labels, lesions, tmp_path / "again", model_version=VERSION)
     assert again.sop_instance_uid == seg_out.sop_instance_uid
 
