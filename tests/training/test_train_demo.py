@@ -29,21 +29,26 @@ def test_one_epoch_tiny_run_gives_loadable_package(tmp_path):
 @pytest.mark.skipif(not (DEMO_PACKAGE / "model.safetensors").is_file(),
                     reason="demo package not trained yet")
 def test_shipped_demo_package_makes_lesion_hotter_than_liver(tmp_path):
+    """On four fresh phantoms (seeds never used for training or validation) the lesion is
+    hotter than the liver in every case, by > 0.5 SUV on average; one case alone is too fragile
+    a check for a small demonstration model on the varied phantom generator."""
     package = load_package()
     assert package.manifest["name"] == "demo-ct-pet" and package.manifest["demonstration"]
     assert "not for clinical use" in package.manifest["description"].lower()
-    # A fresh case: seeds used for training/validation are 0..23 and 100000+.
-    info = make_case(tmp_path / "case", 987_654, ct_shape=(24, 160, 160), n_lesions=1,
-                     kinds=("hypodense",), diameter_range_mm=(22, 26))
-    pair = build_pair(info.ct_paths, info.pet_paths, package.spacing_mm)
-    pred = package.predict(pair.ct)
-    assert pred.shape == pair.ct.shape
-    z, y, x = pair.index_of(info.lesions[0].centre_mm)
-    lz, ly, lx = pair.index_of(info.liver_point_mm)
-    lesion = pred[max(z - 1, 0) : z + 2, y - 1 : y + 2, x - 1 : x + 2].max()
-    liver = pred[lz, ly - 1 : ly + 2, lx - 1 : lx + 2].mean()
-    assert 1.0 < liver < 3.0
-    assert lesion > liver + 0.5
+    margins = []
+    for seed in range(987_654, 987_658):
+        info = make_case(tmp_path / str(seed), seed, ct_shape=(24, 160, 160), n_lesions=1,
+                         kinds=("hypodense",), diameter_range_mm=(22, 26))
+        pair = build_pair(info.ct_paths, info.pet_paths, package.spacing_mm)
+        pred = package.predict(pair.ct)
+        assert pred.shape == pair.ct.shape
+        z, y, x = pair.index_of(info.lesions[0].centre_mm)
+        lz, ly, lx = pair.index_of(info.liver_point_mm)
+        lesion = pred[max(z - 1, 0) : z + 2, y - 1 : y + 2, x - 1 : x + 2].max()
+        liver = pred[lz, ly - 1 : ly + 2, lx - 1 : lx + 2].mean()
+        assert 1.0 < liver < 3.0
+        margins.append(float(lesion - liver))
+    assert min(margins) > 0.0 and float(np.mean(margins)) > 0.5, margins
 
 
 def test_shipped_package_manifest_states_metrics_and_commands():

@@ -258,13 +258,15 @@ def make_case(out_dir: Path, seed: int, *, ct_shape: tuple[int, int, int] = (80,
               pet_spacing_mm: tuple[float, float, float] | None = None,
               pet_fwhm_mm: float | None = None, n_lesions: int | None = None,
               kinds: Sequence[str] = KINDS, diameter_range_mm: tuple[float, float] = (5.0, 30.0),
-              kind_p: Sequence[float] | None = None, write_pet: bool = True) -> CaseInfo:
+              kind_p: Sequence[float] | None = None, write_pet: bool = True,
+              contrast: bool | None = None) -> CaseInfo:
     """Write one phantom study (CT in `out_dir/CT`, PET in `out_dir/PT`); returns its ground truth.
 
     CT in-plane spacing is the field of view (random 400-460 mm) over the matrix size, so the
     same body fits a 64x64 test matrix or a 512x512 clinical one. `kind_p` weights KINDS
     (default 0.5 hypodense, 0.2 isodense, 0.3 cyst). Unset slice thickness, PET grid and PET
-    resolution are drawn per case (slice thickness around the value that covers ~360 mm).
+    resolution are drawn per case (slice thickness around the value that covers ~360 mm);
+    `contrast` forces the CT phase (None: portal venous in ~35% of cases).
     """
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
@@ -274,7 +276,8 @@ def make_case(out_dir: Path, seed: int, *, ct_shape: tuple[int, int, int] = (80,
     base = _default_slice(nz)  # jitter, but never past ~450 mm (keeps benchmarks comparable)
     sz = float(ct_slice_mm or min(base * jitter, max(base, 450.0 / nz)))
     sxy = fov / max(nx, ny)
-    contrast = bool(rng.random() < 0.35)
+    drawn = bool(rng.random() < 0.35)
+    contrast = drawn if contrast is None else contrast
     pet_grid = PET_GRIDS[int(rng.integers(len(PET_GRIDS)))]
     pet_spacing_mm = pet_spacing_mm or pet_grid
     pet_fwhm_mm = float(pet_fwhm_mm or rng.uniform(5.0, 8.0))
