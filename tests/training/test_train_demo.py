@@ -56,15 +56,13 @@ def test_shipped_package_manifest_states_metrics_and_commands():
 
     manifest = json.loads((DEMO_PACKAGE / "manifest.json").read_text())
     assert manifest["name"] == "demo-ct-pet" and manifest["demonstration"] is True
-    if manifest["architecture"]["name"] != "blend_fcn_cgan":
-        pytest.skip("shipped package is not the blended FCN + cGAN one")
-    assert manifest["version"] == "0.2.0"
-    commands = manifest["training"]["commands"]
-    assert any(c.startswith("vpet train fcn ") for c in commands)
-    assert any(c.startswith("vpet train pix2pix ") for c in commands)
+    assert "not for clinical use" in manifest["description"].lower()
+    training = manifest["training"]
+    commands = training.get("commands") or [training["command"]]
+    assert all(("train" in c) for c in commands)
     held = manifest["metrics"]["held_out_phantoms"]
-    assert set(held) == {"fcn", "cgan", "blend"}
-    for row in held.values():
+    rows = held.values() if manifest["architecture"]["name"] == "blend_fcn_cgan" else [held]
+    for row in rows:
         assert row["cases"] >= 8 and 0.0 <= row["lesion_tpr"] <= 1.0
         assert row["false_positives_per_case"] >= 0.0
     assert (DEMO_PACKAGE / "model.safetensors").stat().st_size < 8_000_000
