@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from dicom_node.db import Instance, Series
 from pipeline.series import load_series
-from tests.conftest import make_tiny_ct
+from tests.conftest import make_tiny_ct, require_tool
 from tests.dicom_node.helpers import wait_for
 
 DCMCJPEG = "/usr/bin/dcmcjpeg"
@@ -60,8 +60,7 @@ def _compress_pydicom(src: Path, dst: Path, syntax: str) -> None:
 
 
 def _compress_dcmtk(src: Path, dst: Path, flag: str) -> None:
-    if not Path(DCMCJPEG).exists():
-        pytest.skip("DCMTK dcmcjpeg not installed")
+    require_tool(DCMCJPEG)
     subprocess.run([DCMCJPEG, flag, str(src), str(dst)], check=True, timeout=30)
 
 
@@ -191,8 +190,8 @@ def _series_state(node) -> str:
 
 
 def test_dcmtk_storescu_sends_compressed(node, tmp_path):
-    if not Path("/usr/bin/storescu").exists() or not Path(DCMCJPEG).exists():
-        pytest.skip("DCMTK not installed")
+    require_tool("/usr/bin/storescu")
+    require_tool(DCMCJPEG)
     src = make_tiny_ct(tmp_path / "ct", shape=(2, 16, 16))
     out = tmp_path / "jpeg"
     out.mkdir()
