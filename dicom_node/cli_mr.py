@@ -134,7 +134,7 @@ def evaluate(
         except ImportError:
             typer.echo("CT evaluation (training/evaluate_ct.py) is not available yet", err=True)
             raise typer.Exit(2) from None
-        evaluate_ct(model, data, out)
+        evaluate_ct(model, data, out, device=_device(device))
     else:
         typer.echo(f"{model}: unknown input modality {modality!r}", err=True)
         raise typer.Exit(2)
