@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -23,22 +25,31 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LocalPACS:
-    """Storage SCP on 127.0.0.1:`port` writing received instances under `folder`."""
+    """Storage SCP on 127.0.0.1:`port` writing received instances under `folder`.
 
-    folder: Path
+    `folder` None keeps only the records (tests); `sop_classes` limits what it accepts (a PACS
+    that refuses some objects); `delay_s` answers slowly (a send can be interrupted mid-way).
+    `instances` lists (SOP Class, SOP Instance) in arrival order, `counts` stores per instance.
+    """
+
+    folder: Path | None
     port: int
     ae_title: str = "LOCALPACS"
+    sop_classes: list[str] | None = None
+    delay_s: float = 0.0
     received: list[Path] = field(default_factory=list)
+    instances: list[tuple[str, str]] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
     _server: object | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> Self:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
         ae = AE(ae_title=self.ae_title)
-        for context in AllStoragePresentationContexts:
-            ae.add_supported_context(
-                context.abstract_syntax, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
-            )
+        classes = self.sop_classes or [c.abstract_syntax for c in AllStoragePresentationContexts]
+        for uid in classes:
+            ae.add_supported_context(uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         ae.add_supported_context(Verification)
         handlers = [(evt.EVT_C_STORE, self._on_store)]
         self._server = ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=handlers)
@@ -53,15 +64,22 @@ class LocalPACS:
         uid = str(event.request.AffectedSOPInstanceUID)
         if not is_valid_uid(uid):
             return 0xC210
-        path = self.folder / f"{uid}.dcm"
-        path.write_bytes(event.encoded_dataset())
+        path = None
+        if self.folder is not None:
+            path = self.folder / f"{uid}.dcm"
+            path.write_bytes(event.encoded_dataset())
         with self._lock:
-            self.received.append(path)
+            if path is not None:
+                self.received.append(path)
+            self.instances.append((str(event.request.AffectedSOPClassUID), uid))
+            self.counts[uid] += 1  # stored, then answered (after the delay)
+        time.sleep(self.delay_s)
         return 0x0000
 
     def count(self) -> int:
+        """Stores answered so far (re-sent instances count again)."""
         with self._lock:
-            return len(self.received)
+            return len(self.instances)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -11,7 +11,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -92,41 +92,3 @@ def add_series(db: Database, series_uid: str, n: int = 1) -> None:
             s.add(Instance(sop_instance_uid=f"{series_uid}.{i + 1}", series_uid=series_uid,
                            study_uid="1.2", sop_class=SC, path="/nonexistent", calling_ae="X",
                            series_version=1, received_at=utcnow()))
-
-
-class CountingSCP:
-    """A Storage SCP that counts C-STOREs per SOP Instance UID, optionally slowly."""
-
-    def __init__(self, port: int, ae_title: str = "DEST", delay_s: float = 0.0) -> None:
-        from collections import Counter
-
-        self.port, self.ae_title, self.delay_s = port, ae_title, delay_s
-        self.counts: Counter[str] = Counter()
-        self._server: Any = None
-
-    def start(self) -> CountingSCP:
-        from pynetdicom import AE, AllStoragePresentationContexts, evt
-
-        ae = AE(ae_title=self.ae_title)
-        for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, [ExplicitVRLittleEndian,
-                                                          "1.2.840.10008.1.2"])
-        self._server = ae.start_server(("127.0.0.1", self.port), block=False,
-                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
-        return self
-
-    def _on_store(self, event: Any) -> int:
-        self.counts[str(event.request.AffectedSOPInstanceUID)] += 1  # stored, then answered
-        time.sleep(self.delay_s)
-        return 0
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()

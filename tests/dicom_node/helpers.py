@@ -5,18 +5,16 @@ The fake runner lives in an importable module so spawned worker processes can un
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification
 
+from dicom_node.local_pacs import LocalPACS
 from pipeline.types import OutputFile, PipelineResult, Recipe
 
 SC = "1.2.840.10008.5.1.4.1.1.7"
@@ -69,40 +67,7 @@ def failing_runner(files: list[Path], out_dir: Path, *, recipe: Recipe, model: A
     raise RuntimeError("synthetic pipeline failure")
 
 
-class RecordingSCP:
-    """A Storage SCP that records (SOP class, SOP instance) of everything it receives."""
-
-    def __init__(self, port: int, ae_title: str = "DEST",
-                 sop_classes: list[str] | None = None) -> None:
-        self.port, self.ae_title = port, ae_title
-        self.received: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-        self._server = None
-        self._classes = sop_classes
-
-    def start(self) -> RecordingSCP:
-        ae = AE(ae_title=self.ae_title)
-        classes = self._classes or [c.abstract_syntax for c in AllStoragePresentationContexts]
-        for uid in classes:
-            ae.add_supported_context(uid, UNCOMPRESSED)
-        ae.add_supported_context(Verification)
-        self._server = ae.start_server(("127.0.0.1", self.port), block=False,
-                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
-        return self
-
-    def _on_store(self, event: evt.Event) -> int:
-        ds = event.dataset
-        with self._lock:
-            self.received.append((str(ds.SOPClassUID), str(ds.SOPInstanceUID)))
-        return 0x0000
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
+def stand_in_pacs(port: int, ae_title: str = "DEST", sop_classes: list[str] | None = None,
+                  delay_s: float = 0.0) -> LocalPACS:
+    """A record-only LocalPACS: which (SOP Class, SOP Instance) a destination received."""
+    return LocalPACS(None, port, ae_title, sop_classes=sop_classes, delay_s=delay_s)

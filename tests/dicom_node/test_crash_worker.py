@@ -18,8 +18,8 @@ from dicom_node import scu
 from dicom_node.db import Delivery, Job
 from dicom_node.node import Node
 from tests.conftest import make_tiny_ct
-from tests.dicom_node.crash_helpers import CountingSCP, deterministic_runner, runs
-from tests.dicom_node.helpers import wait_for
+from tests.dicom_node.crash_helpers import deterministic_runner, runs
+from tests.dicom_node.helpers import stand_in_pacs, wait_for
 
 
 def _job(node: Node) -> Job | None:
@@ -40,7 +40,7 @@ def test_kill_worker_mid_inference(make_config, tmp_path, dest_port):
     cfg = make_config(workers={"count": 2, "device": "cpu", "lease_s": 1.5, "poll_s": 0.1,
                                "max_attempts": 3})
     runner = functools.partial(deterministic_runner, outputs=3, sleep_s=2.0)
-    with CountingSCP(dest_port) as dest, Node(cfg, runner=runner,
+    with stand_in_pacs(dest_port) as dest, Node(cfg, runner=runner,
                                                tracker_interval_s=0.1) as node:
         _send(node, tmp_path)
         wait_for(lambda: any(r[0] == "start" for r in runs(cfg.storage.path)), timeout=60)
@@ -59,7 +59,7 @@ def test_kill_sender_mid_send(make_config, tmp_path, dest_port):
     cfg = make_config(workers={"count": 1, "device": "cpu", "lease_s": 1.5, "poll_s": 0.1},
                       sender={"retries": 0, "backoff_s": 0, "timeout_s": 10})
     runner = functools.partial(deterministic_runner, outputs=6)
-    with CountingSCP(dest_port, delay_s=0.3) as dest, Node(cfg, runner=runner,
+    with stand_in_pacs(dest_port, delay_s=0.3) as dest, Node(cfg, runner=runner,
                                                             tracker_interval_s=0.1) as node:
         _send(node, tmp_path)
 

@@ -15,7 +15,7 @@ from dicom_node.logfmt import JsonFormatter, job_logger
 from dicom_node.metrics import FAILURE_KINDS, NodeMetrics
 from dicom_node.node import Node
 from tests.conftest import free_port, make_tiny_ct
-from tests.dicom_node.helpers import RecordingSCP, fake_runner, wait_for
+from tests.dicom_node.helpers import fake_runner, stand_in_pacs, wait_for
 
 
 def _scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -30,11 +30,11 @@ def _scrape(port: int) -> dict[tuple[str, tuple], float]:
 def test_metrics_after_round_trip(make_config, tmp_path, dest_port):
     cfg = make_config(workers={"count": 1, "device": "cpu", "lease_s": 30, "poll_s": 0.1},
                       metrics={"port": free_port()})
-    with RecordingSCP(dest_port) as dest, Node(cfg, runner=fake_runner,
+    with stand_in_pacs(dest_port) as dest, Node(cfg, runner=fake_runner,
                                                 tracker_interval_s=0.1) as node:
         files = make_tiny_ct(tmp_path / "ct", shape=(3, 8, 8))
         assert all(r.ok for r in scu.send_files(files, "VPET", "127.0.0.1", node.port))
-        wait_for(lambda: len(dest.received) == 2, timeout=60)
+        wait_for(lambda: len(dest.instances) == 2, timeout=60)
         port = node.metrics.port
         def observed() -> dict | None:
             d = _scrape(port)

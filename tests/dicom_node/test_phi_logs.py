@@ -13,7 +13,7 @@ from dicom_node.db import Job
 from dicom_node.node import Node
 from dicom_node.worker import Worker
 from tests.conftest import make_tiny_ct
-from tests.dicom_node.helpers import RecordingSCP, wait_for
+from tests.dicom_node.helpers import stand_in_pacs, wait_for
 from training.phantoms.dicom_writer import StudyInfo
 
 pytest.importorskip("torch")
@@ -32,14 +32,14 @@ def test_no_patient_name_or_id_in_logs(make_config, tmp_path, dest_port, caplog)
     files = make_tiny_ct(tmp_path / "ct", shape=(4, 32, 32), study=study)
     caplog.set_level(logging.DEBUG)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    with RecordingSCP(dest_port) as pacs, Node(cfg, tracker_interval_s=0.1) as n:
+    with stand_in_pacs(dest_port) as pacs, Node(cfg, tracker_interval_s=0.1) as n:
         assert all(r.ok for r in scu.send_files(files, "VPET", "127.0.0.1", n.port))
         wait_for(lambda: _jobs(n), timeout=10)
         worker = Worker(cfg, db=n.db)
         assert worker.run_one()
         (job,) = _jobs(n)
         assert job.state == "done", job.reason
-        assert pacs.received
+        assert pacs.instances
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "1.2." in text or "2.25." in text  # UIDs are logged; the capture works
     for secret in ("Geheim", "Jörg", "PID-SECRET-4711"):

@@ -9,7 +9,7 @@ from dicom_node import scu
 from dicom_node.db import Delivery, Job
 from dicom_node.node import Node
 from tests.conftest import make_tiny_ct
-from tests.dicom_node.helpers import RecordingSCP, wait_for
+from tests.dicom_node.helpers import stand_in_pacs, wait_for
 
 torch = pytest.importorskip("torch")
 runner = pytest.importorskip("pipeline.runner")
@@ -41,7 +41,7 @@ def test_round_trip_real_pipeline(make_config, tmp_path, dest_port):
         workers={"count": 1, "device": "cpu", "lease_s": 60, "poll_s": 0.1},
     )
     files = make_tiny_ct(tmp_path / "ct")
-    with RecordingSCP(dest_port) as dest, Node(cfg, tracker_interval_s=0.1) as node:
+    with stand_in_pacs(dest_port) as dest, Node(cfg, tracker_interval_s=0.1) as node:
         assert all(r.ok for r in scu.send_files(files, "VPET", "127.0.0.1", node.port))
 
         def final_job():
@@ -53,8 +53,8 @@ def test_round_trip_real_pipeline(make_config, tmp_path, dest_port):
         assert job.state == "done", job.reason
         assert "pm" in {o["kind"] for o in job.outputs}
         sent = {(o["sop_class_uid"], o["sop_instance_uid"]) for o in job.outputs}
-        assert set(dest.received) == sent
-        assert PM in {c for c, _ in dest.received}
+        assert set(dest.instances) == sent
+        assert PM in {c for c, _ in dest.instances}
         with node.db.session() as s:
             statuses = set(s.scalars(select(Delivery.status)))
         assert statuses == {"sent"}

@@ -10,7 +10,7 @@ from dicom_node.db import Database, Delivery
 from dicom_node.jobs import create_job
 from dicom_node.sender import deliver
 from tests.conftest import free_port, make_tiny_ct
-from tests.dicom_node.helpers import SC, SEG, RecordingSCP, write_object
+from tests.dicom_node.helpers import SC, SEG, stand_in_pacs, write_object
 
 
 def _outputs(tmp_path) -> list[dict]:
@@ -39,10 +39,10 @@ def _deliveries(db):
 
 def test_send_files_to_real_scp(tmp_path, dest_port):
     outputs = _outputs(tmp_path)
-    with RecordingSCP(dest_port) as dest:
+    with stand_in_pacs(dest_port) as dest:
         results = scu.send_files([o["path"] for o in outputs], "DEST", "127.0.0.1", dest_port)
         assert [r.ok for r in results] == [True, True]
-        assert sorted(dest.received) == sorted(
+        assert sorted(dest.instances) == sorted(
             (o["sop_class_uid"], o["sop_instance_uid"]) for o in outputs)
         assert scu.echo("DEST", "127.0.0.1", dest_port) == 0
 
@@ -50,9 +50,9 @@ def test_send_files_to_real_scp(tmp_path, dest_port):
 def test_deliver_records_per_instance(make_config, tmp_path, dest_port):
     cfg, db, job_id = _setup(make_config, tmp_path)
     outputs = _outputs(tmp_path)
-    with RecordingSCP(dest_port) as dest:
+    with stand_in_pacs(dest_port) as dest:
         assert deliver(cfg, db, job_id, ["pacs"], outputs) == []
-        assert {c for c, _ in dest.received} == {SC, SEG}
+        assert {c for c, _ in dest.instances} == {SC, SEG}
     rows = _deliveries(db)
     assert sorted(r.status for r in rows) == ["sent", "sent"]
     assert all(r.destination == "pacs" and r.attempts == 1 for r in rows)
@@ -76,16 +76,16 @@ def test_refused_context_is_per_destination_error(make_config, tmp_path, dest_po
         "sc-only": {"ae_title": "SCONLY", "host": "127.0.0.1", "port": other_port},
     })
     outputs = _outputs(tmp_path)
-    with RecordingSCP(dest_port) as full, RecordingSCP(other_port, "SCONLY", [SC]) as sc_only:
+    with stand_in_pacs(dest_port) as full, stand_in_pacs(other_port, "SCONLY", [SC]) as sc_only:
         errors = deliver(cfg, db, job_id, ["sc-only", "pacs"], outputs)
         assert len(errors) == 1 and errors[0].startswith("destination sc-only (SCONLY@")
         assert "presentation context refused" in errors[0]
-        assert len(full.received) == 2  # the other destination still got everything
-        assert [c for c, _ in sc_only.received] == [SC]
+        assert len(full.instances) == 2  # the other destination still got everything
+        assert [c for c, _ in sc_only.instances] == [SC]
     status = {(r.destination, r.sop_instance_uid): r.status for r in _deliveries(db)}
     assert status[("sc-only", outputs[0]["sop_instance_uid"])] == "sent"
     assert status[("sc-only", outputs[1]["sop_instance_uid"])] == "dead"
     # a retry sends only what is missing
-    with RecordingSCP(other_port, "SCONLY") as sc_now:
+    with stand_in_pacs(other_port, "SCONLY") as sc_now:
         assert deliver(cfg, db, job_id, ["sc-only"], outputs) == []
-        assert [c for c, _ in sc_now.received] == [SEG]
+        assert [c for c, _ in sc_now.instances] == [SEG]

@@ -11,7 +11,7 @@ from dicom_node.db import Job
 from dicom_node.node import Node
 from dicom_node.worker import Worker
 from tests.conftest import make_tiny_ct
-from tests.dicom_node.helpers import SC, SEG, RecordingSCP, failing_runner, fake_runner, wait_for
+from tests.dicom_node.helpers import SC, SEG, failing_runner, fake_runner, stand_in_pacs, wait_for
 
 
 def _jobs(node: Node) -> list[Job]:
@@ -28,9 +28,9 @@ def test_worker_runs_and_delivers(node, tmp_path, dest_port):
     _send_series(node, tmp_path)
     wait_for(lambda: _jobs(node), timeout=10)
     worker = Worker(node.config, db=node.db, runner=fake_runner, owner="test-worker")
-    with RecordingSCP(dest_port) as dest:
+    with stand_in_pacs(dest_port) as dest:
         assert worker.run_one()
-        assert sorted(c for c, _ in dest.received) == sorted([SC, SEG])
+        assert sorted(c for c, _ in dest.instances) == sorted([SC, SEG])
     (job,) = _jobs(node)
     assert job.state == "done" and job.reason is None and job.lease_owner is None
     assert [o["kind"] for o in job.outputs] == ["sc", "seg"]
@@ -48,7 +48,7 @@ def test_pipeline_error_fails_job_and_worker_continues(node, tmp_path, dest_port
     worker = Worker(node.config, db=node.db, runner=failing_runner)
     assert worker.run_one()
     worker.runner = fake_runner
-    with RecordingSCP(dest_port):
+    with stand_in_pacs(dest_port):
         assert worker.run_one()
     first, second = _jobs(node)
     assert first.state == "failed" and first.reason == "RuntimeError: synthetic pipeline failure"
@@ -68,11 +68,11 @@ def test_destination_down_fails_job_node_keeps_serving(node, tmp_path, dest_port
 
 def test_spawned_worker_round_trip(make_config, tmp_path, dest_port):
     cfg = make_config(workers={"count": 1, "device": "cpu", "lease_s": 30, "poll_s": 0.1})
-    with RecordingSCP(dest_port) as dest, Node(cfg, runner=fake_runner,
+    with stand_in_pacs(dest_port) as dest, Node(cfg, runner=fake_runner,
                                                 tracker_interval_s=0.1) as node:
         _send_series(node, tmp_path)
         wait_for(lambda: _jobs(node) and _jobs(node)[0].state == "done", timeout=60)
         assert node.wait_idle(10)
-        assert sorted(c for c, _ in dest.received) == sorted([SC, SEG])
+        assert sorted(c for c, _ in dest.instances) == sorted([SC, SEG])
         assert node.workers[0].is_alive()
     assert node.workers == []  # stopped and joined
