@@ -178,8 +178,9 @@ def bench_orthanc(folder: Path, work: Path, n: int, nbytes: int) -> Result:
 
 
 def run_bench(shape: tuple[int, int, int], small: int, work: Path | None = None,
-              orthanc: bool = True, storescp: bool = True) -> dict[str, object]:
-    """Run every receiver on the CT, then the node on `small` tiny instances (memory)."""
+              orthanc: bool = True, storescp: bool = True, repeat: int = 3) -> dict[str, object]:
+    """Rounds of every receiver on the CT (interleaved, so drift in the machine's disk or CPU
+    hits all alike), then the node on `small` tiny instances (memory)."""
     if not Path(STORESCU).exists():
         raise RuntimeError(f"{STORESCU} (DCMTK) is required")
     scratch = Path(tempfile.mkdtemp(prefix="vpet-bench-", dir=work))
@@ -187,11 +188,18 @@ def run_bench(shape: tuple[int, int, int], small: int, work: Path | None = None,
         ct = scratch / "ct"
         files = make_series(ct, shape)
         n, nbytes = len(files), sum(f.stat().st_size for f in files)
-        results = {"node": bench_node(ct, _sub(scratch, "a"), n, nbytes)}
+        benches = {"node": bench_node}
         if storescp and Path(STORESCP).exists():
-            results["storescp"] = bench_storescp(ct, _sub(scratch, "b"), n, nbytes)
+            benches["storescp"] = bench_storescp
         if orthanc and Path(ORTHANC).exists():
-            results["orthanc"] = bench_orthanc(ct, _sub(scratch, "c"), n, nbytes)
+            benches["orthanc"] = bench_orthanc
+        results: dict[str, list[Result]] = {key: [] for key in benches}
+        for round_no in range(max(1, repeat)):
+            for key, bench in benches.items():
+                sub = _sub(scratch, f"{key}-{round_no}")
+                results[key].append(bench(ct, sub, n, nbytes))
+                shutil.rmtree(sub, ignore_errors=True)
+                os.sync()  # the next receiver starts with no writeback pending
         stream = None
         if small:
             tiny = scratch / "stream"
@@ -203,6 +211,15 @@ def run_bench(shape: tuple[int, int, int], small: int, work: Path | None = None,
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def median_result(runs: list[Result]) -> Result:
+    """The run with the median time (peak memory: the highest seen)."""
+    ordered = sorted(runs, key=lambda r: r.seconds)
+    mid = ordered[len(ordered) // 2]
+    peaks = [r.peak_rss_mb for r in runs if r.peak_rss_mb]
+    return Result(mid.receiver, mid.seconds, mid.instances, mid.nbytes,
+                  max(peaks) if peaks else None)
+
+
 def _sub(base: Path, name: str) -> Path:
     path = base / name
     path.mkdir()
@@ -210,15 +227,19 @@ def _sub(base: Path, name: str) -> Path:
 
 
 def report(data: dict[str, object]) -> str:
-    """Human-readable figures with the ratios the issue asks for."""
-    results: dict[str, Result] = data["results"]  # type: ignore[assignment]
+    """Human-readable figures (medians of the rounds) with the ratios the issue asks for."""
+    runs: dict[str, list[Result]] = data["results"]  # type: ignore[assignment]
+    results = {key: median_result(r) for key, r in runs.items()}
     z, y, x = data["shape"]  # type: ignore[misc]
-    lines = [f"CT {x}x{y}x{z} int16 sent by {STORESCU} (TCP_NODELAY=1), one association:"]
-    for r in results.values():
+    rounds = len(runs["node"])
+    lines = [(f"CT {x}x{y}x{z} int16 sent by {STORESCU} (TCP_NODELAY=1), one association; "
+             f"median of {rounds} interleaved round(s), range in brackets:")]
+    for key, r in results.items():
+        times = sorted(run.seconds for run in runs[key])
         rss = f", node peak RSS {r.peak_rss_mb:.0f} MB" if r.peak_rss_mb else ""
-        lines.append(f"  {r.receiver:30s} {r.seconds:7.2f} s  {r.per_s:8.1f} instances/s  "
-                     f"{r.mb_s:7.1f} MB/s  ({r.instances} instances, {r.nbytes / 1e6:.1f} MB"
-                     f"{rss})")
+        lines.append(f"  {r.receiver:30s} {r.seconds:7.2f} s [{times[0]:.2f}-{times[-1]:.2f}]"
+                     f"  {r.per_s:8.1f} instances/s  {r.mb_s:7.1f} MB/s  ({r.instances} "
+                     f"instances, {r.nbytes / 1e6:.1f} MB{rss})")
     node = results["node"]
     for key, name in (("storescp", "storescp"), ("orthanc", "Orthanc")):
         if key in results:

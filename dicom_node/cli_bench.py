@@ -16,6 +16,7 @@ def receive(
     storescp: Annotated[bool, typer.Option(help="Also measure DCMTK storescp.")] = True,
     work: Annotated[Path | None, typer.Option(help="Scratch folder (default: system temp).")]
     = None,
+    repeat: Annotated[int, typer.Option(help="Interleaved rounds; medians are reported.")] = 3,
 ) -> None:
     """Receive throughput: DCMTK storescu -> node, storescp and Orthanc; prints the ratios."""
     from dicom_node.bench_receive import report, run_bench
@@ -24,5 +25,6 @@ def receive(
         z, y, x = (int(v) for v in shape.split(","))
     except ValueError:
         raise typer.BadParameter(f"--shape wants SLICES,ROWS,COLUMNS, got {shape!r}") from None
-    data = run_bench((z, y, x), stream, work, orthanc=orthanc, storescp=storescp)
+    data = run_bench((z, y, x), stream, work, orthanc=orthanc, storescp=storescp,
+                     repeat=repeat)
     typer.echo(report(data))

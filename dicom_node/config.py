@@ -75,6 +75,8 @@ class NodeSettings(_Model):
     host: str = "127.0.0.1"
     port: int = Field(11112, ge=0, le=65535)
     max_pdu: int = Field(262144, ge=0)
+    associate_timeout_s: float = Field(30.0, gt=0)  # A-ASSOCIATE-RQ (and TLS) must arrive
+    idle_timeout_s: float = Field(60.0, gt=0)  # silent association: aborted
     tls: TlsSettings | None = None  # None = plain TCP
 
 

@@ -24,7 +24,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pynetdicom import evt
 from sqlalchemy import func, select, text
 
 from dicom_node.config import Config
@@ -193,16 +192,9 @@ class NodeMetrics:
         self._http: ThreadingHTTPServer | None = None
 
     # -- associations ------------------------------------------------------------------
-    def attach(self, server: Any) -> None:
-        """Count associations on a running pynetdicom server (notification events)."""
-        for event, outcome in ((evt.EVT_ACCEPTED, "accepted"), (evt.EVT_REJECTED, "rejected"),
-                               (evt.EVT_ABORTED, "aborted"), (evt.EVT_RELEASED, "released")):
-            server.bind(event, self._counter(outcome))
-
-    def _counter(self, outcome: str) -> Callable[[evt.Event], None]:
-        def handler(_event: evt.Event) -> None:
-            self.associations.labels(outcome).inc()
-        return handler
+    def attach(self, scp: Any) -> None:
+        """Count associations by outcome (the SCP calls us with each outcome)."""
+        scp.add_listener(lambda outcome: self.associations.labels(outcome).inc())
 
     # -- job latencies -----------------------------------------------------------------
     def observe_finished(self) -> int:

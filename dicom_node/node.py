@@ -65,7 +65,7 @@ class Node:
         if self.config.metrics.port:
             self.metrics = NodeMetrics(self.config, self.db, lambda: (
                 sum(p.is_alive() for p in self.workers), self.config.workers.count))
-            self.metrics.attach(self.scp._server)
+            self.metrics.attach(self.scp)
             self.metrics.start()
         logger.info("node %s up on port %d with %d worker(s)", self.config.node.ae_title,
                     self.port, len(self.workers))

@@ -1,8 +1,8 @@
 """DICOM TLS (PS3.15 B.1/B.2): SSL contexts for our SCP and for destinations.
 
-Why: results and images cross hospital networks; pynetdicom takes a ready `ssl.SSLContext`
-(`start_server(ssl_context=...)`, `associate(tls_args=(context, server_hostname))`), so all
-policy (TLS >= 1.2, client certificates, hostname checks) lives here, built from the config.
+Why: results and images cross hospital networks; our acceptor (dicom_node/ul) and pynetdicom
+(sending: `associate(tls_args=(context, server_hostname))`) take a ready `ssl.SSLContext`, so
+all policy (TLS >= 1.2, client certificates, hostname checks) lives here, built from the config.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ logger = logging.getLogger(__name__)
 class _DeferredHandshakeContext(ssl.SSLContext):
     """Handshake in the association thread, not in the accept loop.
 
-    pynetdicom wraps accepted sockets in its single accept thread; with the default
-    `do_handshake_on_connect=True` one silent TCP client would block every later association.
-    Deferred, OpenSSL performs the handshake on the association thread's first read, and a
-    plain-DICOM peer fails there alone.
+    With the default `do_handshake_on_connect=True` a wrap in the accept loop would let one
+    silent TCP client block every later association. Deferred, the association thread runs
+    the handshake (under its associate timeout), and a plain-DICOM peer fails there alone.
     """
 
     def wrap_socket(self, sock, server_side=False, do_handshake_on_connect=True,  # type: ignore[override]

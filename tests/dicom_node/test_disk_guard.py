@@ -68,21 +68,52 @@ def test_store_answered_a700_when_disk_fills_mid_association(node, tmp_path, cap
     assert len(stored) == 1 and not [p for p in stored if p.suffix == ".tmp"]
 
 
-def test_enospc_during_write_leaves_nothing(node, tmp_path, monkeypatch):
+def test_enospc_while_writing_leaves_nothing(node, tmp_path, monkeypatch):
+    """The disk fills while the dataset streams in: 0xA700, no file, no row, node serves on."""
     import errno
-    import os
+
+    from dicom_node import intake
+
+    def full_disk(fd: int, data) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    files = make_tiny_ct(tmp_path / "ct", shape=(2, 8, 8))
+    monkeypatch.setattr(intake.os, "write", full_disk)
+    results = scu.send_files(files[:1], "VPET", "127.0.0.1", node.port, calling_ae="SCANNER")
+    monkeypatch.undo()
+    assert [r.status for r in results] == [0xA700]
+    assert not [p for p in node.config.incoming_dir.rglob("*") if p.is_file()]
+    assert [e.kind for e in _events(node)] == ["disk_low"]
+    node.scp.disk_guard.invalidate()
+    assert [r.status for r in scu.send_files(files[1:], "VPET", "127.0.0.1", node.port,
+                                             calling_ae="SCANNER")] == [0]
+
+
+def test_enospc_at_flush_answers_a700_and_keeps_only_complete_files(node, tmp_path,
+                                                                     monkeypatch):
+    """The flush fails after the row was committed alongside it: the sender hears 0xA700 (it
+    will re-send); what stays on disk is the complete file its row names, never a fragment."""
+    import errno
 
     from dicom_node import storage
-
-    real_fsync = os.fsync
 
     def full_disk(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(storage.os, "fsync", full_disk)
     files = make_tiny_ct(tmp_path / "ct", shape=(1, 8, 8))
+    monkeypatch.setattr(storage.os, "fsync", full_disk)
     results = scu.send_files(files, "VPET", "127.0.0.1", node.port, calling_ae="SCANNER")
-    monkeypatch.setattr(storage.os, "fsync", real_fsync)
+    monkeypatch.undo()
     assert [r.status for r in results] == [0xA700]
-    assert not [p for p in node.config.incoming_dir.rglob("*") if p.is_file()]
     assert [e.kind for e in _events(node)] == ["disk_low"]
+    kept = [p for p in node.config.incoming_dir.rglob("*") if p.is_file()]
+    assert not [p for p in kept if p.suffix == ".tmp"]
+    with node.db.session() as s:
+        indexed = {row.path for row in s.scalars(select(Instance))}
+    assert {str(p) for p in kept} == indexed
+    for path in kept:
+        assert pydicom.dcmread(path).PixelData == pydicom.dcmread(files[0]).PixelData
+    # the re-send replaces it and is acknowledged
+    node.scp.disk_guard.invalidate()
+    assert [r.status for r in scu.send_files(files, "VPET", "127.0.0.1", node.port,
+                                             calling_ae="SCANNER")] == [0]
