@@ -118,14 +118,24 @@ def serve(config: ConfigOpt) -> None:
 
 @app.command()
 def worker(config: ConfigOpt) -> None:
-    """Run one worker alone (claims jobs from the configured database)."""
+    """Run one worker alone (claims jobs from the configured database).
+
+    Recipes, destinations and sender settings reload on file change or SIGHUP, as in `serve`:
+    the next job uses them (a changed model package is loaded on first use).
+    """
+    from dicom_node.reload import watch_config
     from dicom_node.worker import Worker
 
     cfg = _load(config)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    Worker(cfg, stop=stop).run()
+    worker = Worker(cfg, stop=stop)
+    watcher = watch_config(config, worker)
+    try:
+        worker.run()
+    finally:
+        watcher.stop()
 
 
 @app.command()

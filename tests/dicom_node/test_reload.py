@@ -100,3 +100,38 @@ def test_sighup_reloads(tmp_path):
         signal.signal(signal.SIGHUP, previous)
         watcher.stop()
         node.stop()
+
+
+def test_standalone_worker_reloads_destinations(tmp_path):
+    """`vpet worker` on another machine: a destination moved in the file is used by the next
+    job without a restart (the same watcher as `serve`, applied to the worker's config)."""
+    import threading
+
+    from dicom_node.worker import Worker
+    from tests.dicom_node.helpers import fake_runner, stand_in_pacs
+
+    cfg_file = tmp_path / "vpet.yaml"
+    old_port, new_port = free_port(), free_port()
+    _write(cfg_file, "ct", dests={"pacs": {"ae_title": "DEST", "host": "127.0.0.1",
+                                           "port": old_port}})
+    node = Node(load_config(cfg_file), tracker_interval_s=0.1).start()
+    stop = threading.Event()
+    worker = Worker(load_config(cfg_file), runner=fake_runner, stop=stop)
+    watcher = watch_config(cfg_file, worker, interval_s=0.1, sighup=False)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    pacs = stand_in_pacs(new_port).start()
+    try:
+        _write(cfg_file, "ct", dests={"pacs": {"ae_title": "DEST", "host": "127.0.0.1",
+                                               "port": new_port}})
+        wait_for(lambda: worker.config.destinations["pacs"].port == new_port, timeout=5)
+        thread.start()
+        files = make_tiny_ct(tmp_path / "ct", shape=(2, 8, 8))
+        assert all(r.ok for r in scu.send_files(files, "VPET", "127.0.0.1", node.port))
+        wait_for(lambda: len(pacs.instances) == 2, timeout=30)  # SC + SEG of the fake runner
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(10)
+        watcher.stop()
+        pacs.stop()
+        node.stop()
