@@ -78,6 +78,7 @@ class Series(Base):
     instance_count: Mapped[int] = mapped_column(Integer, default=0)
     last_received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     assoc_key: Mapped[str] = mapped_column(String(64), default="", index=True)
+    source_address: Mapped[str] = mapped_column(String(64), default="", server_default="")
     association_released: Mapped[bool] = mapped_column(Boolean, default=False)
     # receiving | complete | unmatched | queued
     state: Mapped[str] = mapped_column(String(16), default="receiving", index=True)

@@ -262,7 +262,7 @@ class Intake:
                 sop_instance_uid=sop_uid, series_uid=series_uid, study_uid=study_uid,
                 sop_class=facts.get("SOPClassUID") or incoming.sop_class,
                 path=str(path), calling_ae=peer.calling_ae, called_ae=peer.called_ae,
-                assoc_key=peer.key,
+                assoc_key=peer.key, source_address=peer.address,
                 modality=facts.get("Modality", ""),
                 description=facts.get("SeriesDescription", ""),
                 body_part=facts.get("BodyPartExamined", ""),

@@ -63,9 +63,13 @@ def _upgrade(conn: Connection) -> None:
     cfg = alembic_config(conn)
     tables = set(inspect(conn).get_table_names())
     if "alembic_version" not in tables and "job" in tables:
-        # created by the pre-migration `create_all`: adopt it as the initial revision
-        logger.warning("database has tables but no alembic_version: stamping revision 0001")
-        command.stamp(cfg, "0001")
+        # created by a `create_all` (the node before migrations, or a test's): adopt it as
+        # the revision its columns show
+        columns = {c["name"] for c in inspect(conn).get_columns("series")}
+        adopted = "0002" if "source_address" in columns else "0001"
+        logger.warning("database has tables but no alembic_version: stamping revision %s",
+                       adopted)
+        command.stamp(cfg, adopted)
     before = MigrationContext.configure(conn).get_current_revision()
     command.upgrade(cfg, "head")
     conn.commit()

@@ -30,6 +30,7 @@ class ReceivedInstance:
     calling_ae: str
     called_ae: str
     assoc_key: str
+    source_address: str = ""
     modality: str = ""
     description: str = ""
     body_part: str = ""
@@ -57,6 +58,7 @@ _INSTANCE = Instance.__table__
 _SELECT_SERIES = select(
     _SERIES.c.state, _SERIES.c.version, _SERIES.c.modality, _SERIES.c.description,
     _SERIES.c.body_part, _SERIES.c.calling_ae, _SERIES.c.called_ae, _SERIES.c.rule,
+    _SERIES.c.source_address,
 ).where(_SERIES.c.series_uid == bindparam("b_series"))
 _SELECT_INSTANCE = select(_INSTANCE.c.id, _INSTANCE.c.series_uid,
                           _INSTANCE.c.series_version).where(
@@ -66,7 +68,8 @@ _INSERT_INSTANCE = insert(_INSTANCE)
 _UPDATE_SERIES = update(_SERIES).where(_SERIES.c.series_uid == bindparam("b_series")).values(
     instance_count=_SERIES.c.instance_count + bindparam("b_added"),
     **{name: bindparam(name) for name in (
-        "last_received_at", "assoc_key", "association_released", "calling_ae", "called_ae",
+        "last_received_at", "assoc_key", "source_address", "association_released",
+        "calling_ae", "called_ae",
         "modality", "description", "body_part", "version", "state", "rule")})
 _RESENT_INSTANCE = update(_INSTANCE).where(_INSTANCE.c.id == bindparam("b_id")).values(
     path=bindparam("path"), received_at=bindparam("received_at"),
@@ -92,7 +95,8 @@ def _record_once(db: Database, item: ReceivedInstance) -> int:
                 "calling_ae": item.calling_ae, "called_ae": item.called_ae,
                 "body_part": item.body_part, "instance_count": added, "state": "receiving",
                 "version": 1, "association_released": False, "rule": None,
-                "assoc_key": item.assoc_key, "last_received_at": now})
+                "assoc_key": item.assoc_key, "source_address": item.source_address,
+                "last_received_at": now})
         else:
             values = _series_refresh(series, item, now)
             reopened = version != series.version
@@ -108,6 +112,7 @@ def _series_refresh(series: Row, item: ReceivedInstance, now: dt.datetime) -> di
     """Column values refreshed on every instance of an existing series."""
     return {
         "last_received_at": now, "assoc_key": item.assoc_key, "association_released": False,
+        "source_address": item.source_address or series.source_address,
         "calling_ae": item.calling_ae or series.calling_ae,
         "called_ae": item.called_ae or series.called_ae,
         "modality": series.modality or item.modality,

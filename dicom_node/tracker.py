@@ -49,10 +49,9 @@ def series_facts(db: Database, series: Series) -> SeriesFacts:
     """Facts for routing: the series row plus a stored header and the association's address."""
     paths = series_files(db, series.series_uid, series.version)
     first = read_header(paths[0]) if paths else None
-    address = series.assoc_key.split("/", 1)[0] if "/" in series.assoc_key else ""
     return facts_from_header(
         first, slice_count=count_frames(paths, first), calling_ae=series.calling_ae,
-        called_ae=series.called_ae, source_address=address, modality=series.modality,
+        called_ae=series.called_ae, source_address=series.source_address, modality=series.modality,
         description=series.description, body_part=series.body_part)
 
 

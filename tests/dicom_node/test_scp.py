@@ -178,3 +178,23 @@ def test_late_instance_reopens_series(node, tmp_path):
     assert [j.series_version for j in jobs] == [1, 2]
     (series,) = _rows(node, Series)
     assert series.version == 2 and series.instance_count == 3
+
+
+def test_source_address_recorded_and_routed_on(make_config, tmp_path):
+    """The sender's IP lands in series.source_address; a rule on 127.0.0.0/8 matches it and a
+    rule on another network does not."""
+    rules = [{"name": "elsewhere", "priority": 10, "match": {"source_address": "10.0.0.0/8"},
+              "recipe": "ct-to-pet", "destinations": ["pacs"]},
+             {"name": "loopback", "match": {"source_address": "127.0.0.0/8"},
+              "recipe": "ct-to-pet", "destinations": ["pacs"]}]
+    node = Node(make_config(rules=rules), tracker_interval_s=0.1).start()
+    try:
+        files = make_tiny_ct(tmp_path / "ct", shape=(2, 8, 8))
+        assert all(r.ok for r in scu.send_files(files, "VPET", "127.0.0.1", node.port,
+                                                calling_ae="SCANNER"))
+        (series,) = wait_for(lambda: [s for s in _rows(node, Series) if s.state != "receiving"])
+        assert series.source_address == "127.0.0.1"
+        (job,) = _rows(node, Job)
+        assert job.rule == "loopback"
+    finally:
+        node.stop()
