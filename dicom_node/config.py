@@ -77,6 +77,7 @@ class NodeSettings(_Model):
     max_pdu: int = Field(262144, ge=0)
     associate_timeout_s: float = Field(30.0, gt=0)  # A-ASSOCIATE-RQ (and TLS) must arrive
     idle_timeout_s: float = Field(60.0, gt=0)  # silent association: aborted
+    max_associations: int = Field(32, ge=1)  # more at once: rejected, "local limit exceeded"
     tls: TlsSettings | None = None  # None = plain TCP
 
 

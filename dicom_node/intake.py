@@ -224,9 +224,13 @@ class Intake:
             if shortage is not None:  # transient, presentation provider, temporary congestion
                 rejection = Rejection(2, 3, 1, "disk_low", shortage)
         if rejection is not None:
-            logger.warning("rejecting association %s: %s", peer.label, rejection.detail)
-            record_event(self.db, rejection.kind, rejection.detail, peer=peer.label)
+            self.refuse(peer, rejection.kind, rejection.detail)
         return rejection
+
+    def refuse(self, peer: Peer, kind: str, detail: str) -> None:
+        """Log and record an association we turn away."""
+        logger.warning("rejecting association %s: %s", peer.label, detail)
+        record_event(self.db, kind, detail, peer=peer.label)
 
     def ended(self, peer: Peer, instances: int) -> None:
         """Association over (released, aborted or dropped): its series may now complete."""

@@ -35,7 +35,7 @@ JOB_STATES = ("queued", "running", "sending", "done", "failed", "dead")
 SERIES_STATES = ("receiving", "complete", "queued", "unmatched")
 DELIVERY_STATES = ("pending", "sent", "failed", "dead")
 # failure kinds: a small fixed label set (event kinds and job outcomes map onto it)
-FAILURE_KINDS = ("bad_input", "store_error", "peer_rejected", "disk_low", "pipeline",
+FAILURE_KINDS = ("bad_input", "store_error", "peer_rejected", "busy", "disk_low", "pipeline",
                  "delivery", "lease_expired", "other")
 STAGES = ("receive_to_complete", "complete_to_inferred", "inferred_to_sent", "total")
 _BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)

@@ -61,6 +61,7 @@ class StorageSCP:
             max_pdu=node.max_pdu, abstract_syntaxes=ACCEPTED_CLASSES,
             transfer_syntaxes=ACCEPTED_SYNTAXES,
             associate_timeout_s=node.associate_timeout_s, idle_timeout_s=node.idle_timeout_s,
+            max_associations=node.max_associations,
             ssl_context=server_context(node.tls) if node.tls is not None else None)
         self._server = AcceptorServer(node.host, node.port, self.intake, settings)
         self._server.start()

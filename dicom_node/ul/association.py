@@ -53,6 +53,7 @@ class AcceptorSettings:
     associate_timeout_s: float = 30.0  # ARTIM: the request (and TLS handshake) must arrive
     idle_timeout_s: float = 60.0  # no PDU for this long: abort
     max_pdu_body: int = 64 * 1024 * 1024  # larger PDUs are refused (memory bound)
+    max_associations: int = 32  # more at once are rejected as "local limit exceeded"
 
 
 class _Pending:
@@ -68,8 +69,10 @@ class Association:
     """Serves one connection; `run()` returns when it is over (never raises)."""
 
     def __init__(self, sock: socket.socket, address: tuple[str, int], intake: Intake,
-                 settings: AcceptorSettings, notify: Callable[[str], None]) -> None:
+                 settings: AcceptorSettings, notify: Callable[[str], None], *,
+                 over_limit: bool = False) -> None:
         self.sock = sock
+        self.over_limit = over_limit  # the server already runs max_associations
         self.address = address
         self.intake = intake
         self.settings = settings
@@ -159,6 +162,10 @@ class Association:
         if rejection is not None:
             logger.warning("rejecting association %s: protocol version %d, context %r",
                            self.label, rq.protocol_version, rq.application_context)
+        elif self.over_limit:
+            rejection = (2, 3, 2)  # transient, provider (presentation), local limit exceeded
+            self.intake.refuse(self.peer, "busy", f"{self.settings.max_associations} "
+                               "associations already open (node.max_associations)")
         else:
             refused = self.intake.check_association(self.peer)
             if refused is not None:

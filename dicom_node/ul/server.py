@@ -63,8 +63,10 @@ class AcceptorServer:
             self._spawn(conn, address)
 
     def _spawn(self, conn: socket.socket, address: tuple) -> None:
+        with self._lock:
+            busy = len(self._active) >= self.settings.max_associations
         assoc = Association(conn, (address[0], address[1]), self.intake, self.settings,
-                            self._notify)
+                            self._notify, over_limit=busy)
         thread = threading.Thread(target=self._run, args=(assoc,), daemon=True,
                                   name=f"vpet-assoc-{address[0]}:{address[1]}")
         with self._lock:

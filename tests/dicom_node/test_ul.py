@@ -232,3 +232,25 @@ def test_truncated_associate_request_aborts(node, bad):
         sock.sendall(struct.pack(">BxL", 0x01, len(bad)) + bad)
         assert _read_pdu(sock)[0] in (P.ABORT, -1)
     _still_serves(node)
+
+
+def test_association_limit_rejects_transiently_then_recovers(make_config):
+    node = Node(make_config(node={"ae_title": "VPET", "port": free_port(),
+                                  "max_associations": 1})).start()
+    try:
+        with _raw(node) as first:
+            first.sendall(associate_rq())
+            assert _read_pdu(first)[0] == P.ASSOCIATE_AC
+            with _raw(node) as second:
+                second.sendall(associate_rq())
+                kind, body = _read_pdu(second)
+            assert kind == P.ASSOCIATE_RJ and tuple(body[1:4]) == (2, 3, 2)
+            first.sendall(struct.pack(">BxL", P.RELEASE_RQ, 4) + bytes(4))
+            assert _read_pdu(first)[0] == P.RELEASE_RP
+        wait_for(lambda: node.scp._server.active_count() == 0, timeout=5)
+        _still_serves(node)
+        from dicom_node.db import Event
+        with node.db.session() as s:
+            assert [e.kind for e in s.scalars(select(Event))] == ["busy"]
+    finally:
+        node.stop()
