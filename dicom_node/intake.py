@@ -4,7 +4,9 @@ Why separate from the protocol code (dicom_node/ul): the policy — who may asso
 disk is too full, how an instance becomes a durable file plus a database row, which DICOM
 status each failure gets — is the node's, and it is tested through real associations.
 Success is returned only after the file is on disk (temp file, fsync, link) and its row is
-committed; every failure becomes a status, a log line and an event row, and the node serves on.
+committed (SQLite WAL, synchronous=NORMAL: a row lost to a power cut is rebuilt from its file at
+the next start, dicom_node/reconcile.py); every failure becomes a status, a log line and an
+event row, and the node serves on.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from dicom_node.config import Config, warn_open_peers
 from dicom_node.db import Database, Job, Series
 from dicom_node.jobs import FINAL
 from dicom_node.metrics import NodeMetrics
+from dicom_node.reconcile import mark_running, mark_stopped, reconcile_incoming
 from dicom_node.records import release_orphans
 from dicom_node.recovery import restart_grace
 from dicom_node.scp import StorageSCP
@@ -53,6 +54,8 @@ class Node:
                        self.config.outbox_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.db.upgrade()
+        if mark_running(self.config):  # the last run did not stop cleanly
+            reconcile_incoming(self.config, self.db)
         released = release_orphans(self.db)
         if released:
             logger.info("%d series from a previous run marked released", released)
@@ -90,6 +93,7 @@ class Node:
                 proc.join(5)
         self.workers.clear()
         self.db.dispose()
+        mark_stopped(self.config)
         logger.info("node stopped")
 
     def __enter__(self) -> Self:
