@@ -56,9 +56,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-# Why a pool: a flush costs up to ~4 ms on the target disk whatever its size, and the file, its
-# directory and the database commit are three flushes. Issued at the same time they share one
-# journal commit (measured 4.0 ms instead of 8.0 ms for two); the pool lends the threads.
+# Why a pool: a flush costs 0.3-4 ms on the target disk whatever its size, and the file and its
+# directory are two flushes. Issued at the same time they share one journal commit (measured
+# 4.0 ms instead of 8.0 ms), and the database row is written meanwhile; the pool lends threads.
 _SYNC_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="vpet-fsync")
 
 
@@ -115,8 +115,8 @@ def publish_durably(fd: int, tmp_name: str, path: Path,
     """Give the fully written temp file `tmp_name` (open as `fd`) its final name, durably.
 
     A new name: hard link to the final name, then the file and the folder are fsynced at the
-    same time, and `alongside` (the database commit, itself a flush) runs meanwhile, so the
-    flushes share one journal commit instead of queueing; then the temp name goes. The link
+    same time, and `alongside` (the database row) runs meanwhile, so its work hides behind the
+    flushes instead of following them; then the temp name goes. The link
     comes first so a committed row never names a missing file. Failures: if `alongside`
     fails, the new name is removed and its error raised; if a flush fails after `alongside`
     succeeded, the complete file keeps its name and row (only its durability is unconfirmed;
