@@ -92,19 +92,16 @@ def test_garbage_is_aborted_and_node_serves_on(node):
     _still_serves(node)
 
 
-def test_wrong_application_context_is_rejected(node):
+@pytest.mark.parametrize("request_kwargs,rj", [
+    ({"app_context": "1.2.3.4"}, (1, 1, 2)),  # application context name not supported
+    ({"called": "SOMEONE"}, (1, 1, 7)),  # called AE title not recognized
+])
+def test_bad_association_request_rejected_with_reason(node, request_kwargs, rj):
     with _raw(node) as sock:
-        sock.sendall(associate_rq(app_context="1.2.3.4"))
+        sock.sendall(associate_rq(**request_kwargs))
         kind, body = _read_pdu(sock)
-    assert kind == P.ASSOCIATE_RJ and tuple(body[1:4]) == (1, 1, 2)
+    assert kind == P.ASSOCIATE_RJ and tuple(body[1:4]) == rj
     _still_serves(node)
-
-
-def test_unknown_called_ae_rejected_with_reason(node):
-    with _raw(node) as sock:
-        sock.sendall(associate_rq(called="SOMEONE"))
-        kind, body = _read_pdu(sock)
-    assert kind == P.ASSOCIATE_RJ and tuple(body[1:4]) == (1, 1, 7)
 
 
 def test_unsupported_abstract_syntax_gets_its_own_result(node):
@@ -155,15 +152,25 @@ def test_oversized_pdu_aborts(make_config):
         node.stop()
 
 
-def test_peer_vanishing_mid_dataset_leaves_nothing(node, tmp_path):
+def _one_slice(tmp_path) -> tuple[pydicom.Dataset, bytes]:
+    """A tiny CT slice and its dataset bytes as they travel in P-DATA (no Part 10 header)."""
     (path,) = make_tiny_ct(tmp_path / "ct", shape=(1, 16, 16))
-    raw = path.read_bytes()
     ds = pydicom.dcmread(path)
-    dataset = raw[132 + 12 + ds.file_meta.FileMetaInformationGroupLength:]
-    with _raw(node) as sock:
-        sock.sendall(associate_rq())
-        assert _read_pdu(sock)[0] == P.ASSOCIATE_AC
-        sock.sendall(_pdata(1, 0x03, _store_command(str(ds.SOPInstanceUID))))
+    return ds, path.read_bytes()[132 + 12 + ds.file_meta.FileMetaInformationGroupLength:]
+
+
+def _open_store(node: Node, ds: pydicom.Dataset, message_id: int = 1) -> socket.socket:
+    """An accepted raw association with a C-STORE-RQ command sent (the dataset to follow)."""
+    sock = _raw(node)
+    sock.sendall(associate_rq())
+    assert _read_pdu(sock)[0] == P.ASSOCIATE_AC
+    sock.sendall(_pdata(1, 0x03, _store_command(str(ds.SOPInstanceUID), message_id)))
+    return sock
+
+
+def test_peer_vanishing_mid_dataset_leaves_nothing(node, tmp_path):
+    ds, dataset = _one_slice(tmp_path)
+    with _open_store(node, ds) as sock:
         sock.sendall(_pdata(1, 0x00, dataset[:200]))  # first fragment only, then gone
         assert wait_for(lambda: list(node.config.incoming_dir.rglob("*.tmp")), timeout=10)
     assert wait_for(lambda: not list(node.config.incoming_dir.rglob("*.tmp")), timeout=10)
@@ -174,14 +181,8 @@ def test_peer_vanishing_mid_dataset_leaves_nothing(node, tmp_path):
 
 def test_raw_store_in_many_fragments(node, tmp_path):
     """A dataset split into odd-sized fragments is reassembled byte for byte."""
-    (path,) = make_tiny_ct(tmp_path / "ct", shape=(1, 16, 16))
-    raw = path.read_bytes()
-    ds = pydicom.dcmread(path)
-    dataset = raw[132 + 12 + ds.file_meta.FileMetaInformationGroupLength:]
-    with _raw(node) as sock:
-        sock.sendall(associate_rq())
-        assert _read_pdu(sock)[0] == P.ASSOCIATE_AC
-        sock.sendall(_pdata(1, 0x03, _store_command(str(ds.SOPInstanceUID), 7)))
+    ds, dataset = _one_slice(tmp_path)
+    with _open_store(node, ds, message_id=7) as sock:
         pieces = [dataset[i:i + 37] for i in range(0, len(dataset), 37)]
         for i, piece in enumerate(pieces):
             sock.sendall(_pdata(1, 0x02 if i == len(pieces) - 1 else 0x00, piece))
