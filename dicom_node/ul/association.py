@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from dicom_node.ul.pdu import (
 logger = logging.getLogger("dicom_node.scp")
 
 ABSTRACT_NOT_SUPPORTED, SYNTAX_NOT_SUPPORTED = 3, 4
+SLOW_STORE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,13 @@ class Association:
             status, comment = self.intake.failed(
                 self.peer, str(request.get("AffectedSOPInstanceUID", "")), pending.error)
         else:
+            started = time.monotonic()
             status, comment = self.intake.finish(self.peer, pending.incoming)
+            took = time.monotonic() - started
+            if took > SLOW_STORE_S:  # senders time out at ~30 s: say why before they do
+                logger.warning("C-STORE %s from %s: making it durable and indexed took %.1f s "
+                               "(slow storage disk or a long database lock)",
+                               request.get("AffectedSOPInstanceUID", "?"), self.label, took)
         self.instances += 1
         self.sock.sendall(encode_p_data(pending.context_id,
                                         dimse.store_response(request, status, comment)))
