@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
@@ -193,8 +193,11 @@ class NodeMetrics:
 
     # -- associations ------------------------------------------------------------------
     def attach(self, scp: Any) -> None:
-        """Count associations by outcome (the SCP calls us with each outcome)."""
+        """Count associations by outcome (the SCP calls us with each outcome) and expose how
+        many are open now (node.max_associations is the limit)."""
         scp.add_listener(lambda outcome: self.associations.labels(outcome).inc())
+        Gauge("vpet_associations_open", "Associations open now", registry=self.registry
+              ).set_function(scp.open_associations)
 
     # -- job latencies -----------------------------------------------------------------
     def observe_finished(self) -> int:

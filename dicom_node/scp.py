@@ -81,6 +81,9 @@ class StorageSCP:
         if self._server is not None:
             self._server.listeners.append(listener)
 
+    def open_associations(self) -> int:
+        return self._server.active_count() if self._server is not None else 0
+
     def is_allowed(self, calling_ae: str, address: str) -> bool:
         return self.intake.is_allowed(calling_ae, address)
 

@@ -8,6 +8,8 @@ import urllib.error
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
 
 from dicom_node import scu
 from dicom_node.db import Database
@@ -41,6 +43,14 @@ def test_metrics_after_round_trip(make_config, tmp_path, dest_port):
             return d if d.get(("vpet_stage_seconds_count", (("stage", "total"),)), 0) else None
 
         m = wait_for(observed, timeout=15, poll=0.3)
+        assert m[("vpet_associations_open", ())] == 0
+        ae = AE(ae_title="SCANNER")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", node.port, ae_title="VPET")
+        try:
+            assert _scrape(port)[("vpet_associations_open", ())] == 1
+        finally:
+            assoc.release()
         health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert health.status == 200
         data = json.loads(health.read())
