@@ -82,6 +82,7 @@ class Association:
         self.peer: Peer | None = None
         self.instances = 0
         self._contexts: dict[int, str] = {}  # accepted context id -> transfer syntax
+        self._peer_max_pdu = 0  # the requestor's maximum PDU length (0 = unlimited)
         self._command = bytearray()
         self._pending: _Pending | None = None
 
@@ -154,6 +155,7 @@ class Association:
         if pdu_type != ASSOCIATE_RQ:
             raise PduError(f"expected A-ASSOCIATE-RQ, got PDU type 0x{pdu_type:02X}")
         rq = parse_associate_rq(body)
+        self._peer_max_pdu = rq.max_pdu
         self.peer = Peer(rq.calling_ae, rq.called_ae, self.address[0], self.address[1],
                          f"{self.address[0]}/{uuid.uuid4().hex[:16]}")
         rejection = None
@@ -249,7 +251,8 @@ class Association:
         has_dataset = request.get("CommandDataSetType", dimse.NO_DATASET) != dimse.NO_DATASET
         if field == dimse.C_ECHO_RQ:
             logger.debug("C-ECHO from %s", self.label)
-            self.sock.sendall(encode_p_data(context_id, dimse.echo_response(request)))
+            self.sock.sendall(encode_p_data(context_id, dimse.echo_response(request),
+                                            self._peer_max_pdu))
         elif field == dimse.C_STORE_RQ and has_dataset:
             incoming, error = None, None
             try:
@@ -278,4 +281,5 @@ class Association:
                                request.get("AffectedSOPInstanceUID", "?"), self.label, took)
         self.instances += 1
         self.sock.sendall(encode_p_data(pending.context_id,
-                                        dimse.store_response(request, status, comment)))
+                                        dimse.store_response(request, status, comment),
+                                        self._peer_max_pdu))

@@ -183,10 +183,16 @@ def encode_abort(source: int = 2, reason: int = 0) -> bytes:
     return _pdu(ABORT, bytes([0, 0, source, reason]))
 
 
-def encode_p_data(context_id: int, command: bytes) -> bytes:
-    """One P-DATA-TF carrying a whole command set as a single last fragment."""
-    pdv = struct.pack(">LBB", len(command) + 2, context_id, 0x03) + command
-    return _pdu(P_DATA_TF, pdv)
+def encode_p_data(context_id: int, command: bytes, peer_max_pdu: int = 0) -> bytes:
+    """P-DATA-TF PDU(s) carrying a whole command set: one PDU, or as many as the requestor's
+    maximum PDU length (0 = unlimited) needs, the last fragment flagged."""
+    room = len(command) if peer_max_pdu == 0 else max(1, peer_max_pdu - 6)
+    out = bytearray()
+    for start in range(0, len(command), room):
+        part = command[start:start + room]
+        control = 0x03 if start + room >= len(command) else 0x01
+        out += _pdu(P_DATA_TF, struct.pack(">LBB", len(part) + 2, context_id, control) + part)
+    return bytes(out)
 
 
 def iter_pdvs(body: memoryview):

@@ -28,14 +28,15 @@ def _item(kind: int, value: bytes) -> bytes:
 
 
 def associate_rq(called: str = "VPET", calling: str = "RAW", app_context: str =
-                 P.APPLICATION_CONTEXT, contexts=((1, CT, ("1.2.840.10008.1.2.1",)),)) -> bytes:
+                 P.APPLICATION_CONTEXT, contexts=((1, CT, ("1.2.840.10008.1.2.1",)),),
+                 max_pdu: int = 16384) -> bytes:
     body = struct.pack(">HH", 1, 0) + called.ljust(16).encode() + calling.ljust(16).encode()
     body += bytes(32) + _item(0x10, app_context.encode())
     for cid, abstract, syntaxes in contexts:
         sub = _item(0x30, abstract.encode()) + b"".join(_item(0x40, t.encode())
                                                         for t in syntaxes)
         body += _item(0x20, bytes([cid, 0, 0, 0]) + sub)
-    body += _item(0x50, _item(0x51, struct.pack(">L", 16384)))
+    body += _item(0x50, _item(0x51, struct.pack(">L", max_pdu)))
     return struct.pack(">BxL", 0x01, len(body)) + body
 
 
@@ -255,3 +256,35 @@ def test_association_limit_rejects_transiently_then_recovers(make_config):
             assert [e.kind for e in s.scalars(select(Event))] == ["busy"]
     finally:
         node.stop()
+
+
+def test_responses_respect_the_requestors_maximum_pdu(node):
+    """A requestor that takes only 64-byte P-DATA fields gets its C-ECHO response in fragments."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import read_dataset
+
+    echo = pydicom.Dataset()
+    echo.AffectedSOPClassUID = "1.2.840.10008.1.1"
+    echo.CommandField, echo.MessageID, echo.CommandDataSetType = 0x0030, 5, 0x0101
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, True
+    from pydicom.filewriter import write_dataset
+    write_dataset(buf, echo)
+    command = struct.pack("<HHLL", 0, 0, 4, len(buf.getvalue())) + buf.getvalue()
+    with _raw(node) as sock:
+        sock.sendall(associate_rq(contexts=((1, "1.2.840.10008.1.1", ("1.2.840.10008.1.2",)),),
+                                  max_pdu=64))
+        assert _read_pdu(sock)[0] == P.ASSOCIATE_AC
+        sock.sendall(_pdata(1, 0x03, command))
+        fragments, data = 0, b""
+        while True:
+            kind, body = _read_pdu(sock)
+            assert kind == P.P_DATA_TF and len(body) <= 64  # the variable field (PS3.8 D.1)
+            fragments += 1
+            data += body[6:]
+            if body[5] & 0x02:
+                break
+    assert fragments > 1
+    response = read_dataset(DicomBytesIO(data), True, True)
+    assert response.CommandField == 0x8030 and response.Status == 0
+    assert response.MessageIDBeingRespondedTo == 5
