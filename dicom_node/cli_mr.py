@@ -79,6 +79,14 @@ def train_ganbert(
         help="Gradient checkpointing (paper; saves memory, costs time).")] = True,
     nsp_weight: Annotated[float, typer.Option(help="Weight of the NSP (adversarial) loss "
                                               "(paper 20; L1 20, MLM 1).")] = 20.0,
+    crop: Annotated[int | None, typer.Option(help="Random cubic training crops of this size "
+                                             "(a multiple of 2^depth); default whole volumes.")]
+    = None,
+    l1_warmup: Annotated[int, typer.Option(help="Generator-only L1 steps before the paper's "
+                                           "adversarial phase (not in the paper; 0 = off).")] = 0,
+    l1_warmup_lr: Annotated[float | None, typer.Option(help="Adam lr of the L1 warm start "
+                                                       "(default: --lr).")] = None,
+    cases_val: Annotated[int, typer.Option("--val-cases", help="Validation phantoms.")] = 2,
     seed: int = 0,
 ) -> None:
     """Train GANBERT (3D U-Net + BERT discriminator) MR -> PET and write a model package."""
@@ -88,7 +96,9 @@ def train_ganbert(
            activation=activation, resume=resume, device=device,
            extra=_extra(cases, shape, spacing, base, depth, lr, accum, seed, bert,
                         batch_size=batch_size, val_every=val_every, checkpointing=checkpointing,
-                        weights=LossWeights(nsp=nsp_weight)))
+                        weights=LossWeights(nsp=nsp_weight), crop=crop,
+                        l1_warmup_steps=l1_warmup, l1_warmup_lr=l1_warmup_lr,
+                        val_cases=cases_val))
 
 
 def train_pix2pix3d(

@@ -20,7 +20,8 @@ from pipeline.models.package import load_package
 from pipeline.models.unet3d import predict_mr_to_pet
 from training.ganbert.data import BrainPair, find_brain_studies, pair_from_dicom
 from training.ganbert.metrics import VALUE_RANGE, image_metrics
-from training.phantoms.brain import BrainCaseInfo
+from training.phantoms.anatomy import Grid
+from training.phantoms.brain import CSF, GM, WM, BrainCaseInfo, case_labels, hot_weight
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,70 @@ def histogram_png(real: np.ndarray, generated: np.ndarray, path: Path,
     return path
 
 
+def phantom_truth(data: Path) -> dict[str, dict]:
+    """cases.json records of a `vpet phantoms make --kind brain` folder, by study UID."""
+    path = Path(data) / "cases.json"
+    if not path.is_file():
+        return {}
+    return {c["study_uid"]: c for c in json.loads(path.read_text()) if "study_uid" in c}
+
+
+def regional_suvr(pair: BrainPair, pred: np.ndarray, record: dict) -> dict[str, float]:
+    """Mean last-frame SUVR, true and predicted, per phantom region (labels at voxel centres).
+
+    Why: PSNR/SSIM over a whole head hide whether the cortical pattern is there; the
+    regions the phantom defines (cortex, hot cortex, white matter, CSF, cerebellar
+    reference) show it directly.
+    """
+    seed, tracer, atrophy, hot = BrainCaseInfo.truth_from_json(record)
+    grid = Grid(pair.origin, pair.spacing, pair.mr.shape)
+    labels = case_labels(grid, seed, tracer, atrophy, hot)
+    hw = hot_weight(grid, hot)
+    masks = {"cortex": (labels == GM) & (hw == 0), "hot_cortex": (labels == GM) & (hw > 0),
+             "wm": labels == WM, "csf": labels == CSF,
+             "cerebellum": BrainCaseInfo.reference_mask(grid)}
+    row: dict[str, float] = {"seed": seed, "atrophy": atrophy}
+    for name, m in masks.items():
+        if m.sum() >= 5:
+            row[f"{name}_true"] = round(float(pair.pet[-1][m].mean()), 3)
+            row[f"{name}_pred"] = round(float(pred[-1][m].mean()), 3)
+    return row
+
+
+def montage_png(pairs: list[BrainPair], preds: list[np.ndarray], path: Path,
+                cases: int = 3) -> Path:
+    """MR | real PET | generated PET (last frame, 0..2.5 SUVR), three axial slices per case."""
+    rows = []
+    for pair, pred in list(zip(pairs, preds, strict=True))[:cases]:
+        mr_hi = float(np.percentile(pair.mr, 99.5)) or 1.0
+        for f in (0.45, 0.55, 0.68):
+            z = int(f * pair.mr.shape[0])
+            rows.append(np.concatenate([np.clip(pair.mr[z] / mr_hi, 0, 1),
+                                        np.clip(pair.pet[-1][z] / 2.5, 0, 1),
+                                        np.clip(pred[-1][z] / 2.5, 0, 1)], axis=1))
+    img = Image.fromarray((np.concatenate(rows) * 255).astype(np.uint8)[::-1])
+    img = img.resize((img.width * 3, img.height * 3), Image.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+REGIONS = ("cortex", "hot_cortex", "wm", "csf", "cerebellum")
+
+
+def _regional_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    head = " | ".join(f"{r} true / pred" for r in REGIONS)
+    lines = ["## Regional SUVR (last frame, phantom labels)", "", f"| seed | atrophy | {head} |",
+             "| --- | --- |" + " --- |" * len(REGIONS)]
+    for r in rows:
+        cells = " | ".join(f"{r.get(k + '_true', '-')} / {r.get(k + '_pred', '-')}"
+                           for k in REGIONS)
+        lines.append(f"| {r['seed']} | {r['atrophy']} | {cells} |")
+    return [*lines, "", "![MR | real PET | generated PET](montage.png)", ""]
+
+
 def _markdown(report: dict) -> str:
     rows = [f"| {c['case']} | {c['psnr']} | {c['ssim']} | {c['rmse']} | {c['mae_head_suvr']} |"
             for c in report["cases"]]
@@ -93,7 +158,8 @@ def _markdown(report: dict) -> str:
         "| case | PSNR dB | SSIM | RMSE | MAE (head, SUVR) |", "| --- | --- | --- | --- | --- |",
         *rows, f"| **mean** | {m['psnr']} | {m['ssim']} | {m['rmse']} | {m['mae_head_suvr']} |", "",
         "![histogram](histogram.png)", "",
-        "Paper (AV45, real ADNI data): GANBERT PSNR 57.58, SSIM 0.27, RMSE 0.80.", ""])
+        "Paper (AV45, real ADNI data): GANBERT PSNR 57.58, SSIM 0.27, RMSE 0.80.", "",
+        *_regional_markdown(report.get("regional_suvr", []))])
 
 
 def evaluate_mr(model: Path, data: Path, out: Path, *, device: str = "cpu",
@@ -103,9 +169,13 @@ def evaluate_mr(model: Path, data: Path, out: Path, *, device: str = "cpu",
     if package.modality != "MR":
         raise ValueError(f"{model} takes {package.modality} input; evaluate_mr needs an MR model")
     pairs = load_pairs(data, package.spacing_mm, reference)
-    cases, real_all, gen_all = [], [], []
+    truth = phantom_truth(data)
+    cases, real_all, gen_all, regional, preds = [], [], [], [], []
     for i, pair in enumerate(pairs):
         pred = predict_mr_to_pet(package.network, pair.mr, device)
+        preds.append(pred)
+        if pair.study_uid in truth:
+            regional.append(regional_suvr(pair, pred, truth[pair.study_uid]))
         row = image_metrics(pred, pair.pet)
         mask = head_mask(pair)
         row["mae_head_suvr"] = round(float(np.abs(pred - pair.pet)[:, mask].mean()), 4)
@@ -118,9 +188,15 @@ def evaluate_mr(model: Path, data: Path, out: Path, *, device: str = "cpu",
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     histogram_png(np.concatenate(real_all), np.concatenate(gen_all), out / "histogram.png")
+    montage_png(pairs, preds, out / "montage.png")
     report = {"model": package.name, "version": package.version, "data": str(data),
               "value_range": list(VALUE_RANGE), "cases": cases, "mean": mean,
-              "histogram": "histogram.png"}
+              "histogram": "histogram.png", "montage": "montage.png"}
+    if regional:
+        report["regional_suvr"] = regional
+        keys = dict.fromkeys(k for r in regional for k in r if k.endswith(("_true", "_pred")))
+        report["regional_mean"] = {k: round(float(np.mean([r[k] for r in regional if k in r])), 3)
+                                   for k in keys}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(report))
     return report

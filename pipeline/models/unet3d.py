@@ -41,11 +41,16 @@ class UNet3D(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 2, base: int = 16,
                  depth: int = 4, activation: str = "tanhshrink", norm: str = "instance",
-                 checkpointing: bool = False) -> None:
+                 checkpointing: bool = False, tile: int | None = None) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if tile is not None and tile % 2**depth:
+            raise ValueError(f"tile {tile} must be a multiple of {2**depth}")
         self.depth, self.activation, self.checkpointing = depth, activation, checkpointing
+        # Inference window (None = whole volume): a network trained on random crops with
+        # instance norm should see crop-sized windows at inference too (same norm statistics).
+        self.tile = tile
         self.out_channels = out_channels
         chans = [base * 2**i for i in range(depth + 1)]
         self.bottleneck_channels = chans[-1]
@@ -113,6 +118,36 @@ def predict_mr_to_pet(network: nn.Module, mr: np.ndarray, device: str = "cpu") -
     use_amp = device.startswith("cuda")
     with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
         t = torch.from_numpy(xp)[None, None].to(device)
-        y = network(t)[0].float().cpu().numpy()
+        tile = getattr(network, "tile", None)
+        y = (_tiled(network, t, tile) if tile else network(t))[0].float().cpu().numpy()
     y = y[:, : x.shape[0], : x.shape[1], : x.shape[2]]
     return (y * (std / 10.0) + mean / 10.0).astype(np.float32)
+
+
+def _starts(size: int, tile: int) -> list[int]:
+    """Window starts covering `size` with half-overlapping windows of `tile` (one if smaller)."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile + 1, tile // 2))
+    return starts if starts[-1] == size - tile else [*starts, size - tile]
+
+
+def _tiled(network: nn.Module, x: torch.Tensor, tile: int) -> torch.Tensor:
+    """Overlapping `tile`^3 windows blended with a raised-sine weight (no seams)."""
+    shape = x.shape[2:]
+    sizes = [min(tile, s) for s in shape]
+    ramps = [0.05 + torch.sin(torch.pi * (torch.arange(n, device=x.device) + 0.5) / n)
+             for n in sizes]
+    weight = ramps[0][:, None, None] * ramps[1][None, :, None] * ramps[2][None, None, :]
+    acc = norm = None
+    for z in _starts(shape[0], tile):
+        for yy in _starts(shape[1], tile):
+            for xx in _starts(shape[2], tile):
+                box = (slice(z, z + sizes[0]), slice(yy, yy + sizes[1]), slice(xx, xx + sizes[2]))
+                out = network(x[(slice(None), slice(None), *box)]).float()
+                if acc is None:
+                    acc = torch.zeros((*out.shape[:2], *shape), device=x.device)
+                    norm = torch.zeros(shape, device=x.device)
+                acc[(slice(None), slice(None), *box)] += out * weight
+                norm[box] += weight
+    return acc / norm

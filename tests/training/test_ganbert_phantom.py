@@ -66,3 +66,33 @@ def test_pairs_from_folder(case):
                            BrainCaseInfo.reference_mask)
     assert pair.pet.shape[0] == 2 and pair.pet.shape[1:] == pair.mr.shape
     assert np.isfinite(pair.pet).all()
+
+
+def _mr_on_own_grid(case):
+    vol = load_series(case.mr_paths)
+    return vol.array(), Grid(vol.image.GetOrigin(), vol.image.GetSpacing(), vol.array().shape)
+
+
+@pytest.mark.parametrize("tracer", ["amyloid", "fdg"])
+def test_hot_cortex_has_an_mr_correlate_for_amyloid_only(tmp_path, tracer):
+    from training.phantoms.brain import GM, hot_weight
+
+    case = make_brain_case(tmp_path, 777_003, shape=(64, 64, 64), tracer=tracer)
+    mr, grid = _mr_on_own_grid(case)
+    labels = case.labels(grid)
+    hot = hot_weight(grid, case.hot_regions) > 0
+    gm_hot, gm = mr[(labels == GM) & hot].mean(), mr[(labels == GM) & ~hot].mean()
+    if tracer == "amyloid":
+        assert gm_hot > 1.05 * gm  # brighter, less grey/white-contrasted cortex
+    else:
+        assert abs(gm_hot / gm - 1) < 0.04
+
+
+def test_atrophy_widens_sulci_and_ventricles():
+    from training.phantoms.brain import CSF, GM, WM, paint_labels
+
+    grid = Grid((-127.0, -127.0, -127.0), (4.0, 4.0, 4.0), (64, 64, 64))
+    before, after = (paint_labels(grid, np.random.default_rng(5), a) for a in (0, 1))
+    tissue = np.isin(before, (GM, WM))
+    assert ((before == CSF) & (after != CSF)).sum() == 0  # atrophy only adds CSF
+    assert (tissue & (after == CSF)).sum() > 0.01 * tissue.sum()  # ~1.3% of GM+WM lost

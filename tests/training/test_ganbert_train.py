@@ -66,3 +66,14 @@ def test_image_metrics():
     assert same["rmse"] == 0 and same["ssim"] == pytest.approx(1.0)
     worse = image_metrics(t + 0.5, t)
     assert worse["rmse"] == pytest.approx(0.5) and np.isfinite(worse["psnr"])
+
+
+def test_l1_warm_start_and_crops_are_recorded(tmp_path, data_dir):
+    metrics = train(_cfg(tmp_path, data_dir, steps=2, l1_warmup_steps=3, crop=8))
+    assert metrics["steps"] == 2 and metrics["l1_warmup_steps"] == 3
+    assert np.isfinite(metrics["final_losses"]["warm_l1"])
+    manifest = json.loads((tmp_path / "run" / "package" / "manifest.json").read_text())
+    assert manifest["training"]["l1_warmup_steps"] == 3 and manifest["training"]["crop"] == 8
+    assert manifest["architecture"]["params"]["tile"] == 8  # inference on crop-sized windows
+    net = build_unet3d(manifest["architecture"]["params"])
+    assert net.tile == 8

@@ -74,6 +74,11 @@ def test_evaluate_mr_writes_report(package, brains, tmp_path):
     assert all(math.isfinite(v) for v in report["mean"].values())
     assert "PSNR" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "histogram.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "montage.png").read_bytes()[:4] == b"\x89PNG"
+    # phantoms carry cases.json: regional SUVR (true / predicted) per case, by study UID
+    assert len(report["regional_suvr"]) == 2
+    assert {r["seed"] for r in report["regional_suvr"]} == {5, 6}
+    assert all(math.isfinite(v) for v in report["regional_mean"].values())
 
 
 def test_bench_train_ganbert_prints_numbers():

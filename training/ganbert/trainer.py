@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 from safetensors.torch import save_file
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline.models.bert_discriminator import BertConfig, BertDiscriminator
@@ -70,6 +71,10 @@ class TrainConfig:
     # Export the generator of the validation with the lowest RMSE, not the last one: the
     # adversarial terms (20 NSP) can pull a short run away from its best L1 fit.
     keep_best: bool = True
+    # Optional L1-only warm start of the generator (not in the paper): a CPU-length run cannot
+    # afford to learn the anatomy under the adversarial terms; 0 = the paper's recipe as is.
+    l1_warmup_steps: int = 0
+    l1_warmup_lr: float | None = None  # None = `lr`
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -98,7 +103,8 @@ def _pairs(cfg: TrainConfig) -> tuple[list[BrainPair], list[BrainPair]]:
 def _models(cfg: TrainConfig, time_steps: int) -> dict[str, torch.nn.Module]:
     mods: dict[str, torch.nn.Module] = {"g": UNet3D(1, time_steps, cfg.base, cfg.depth,
                                                     cfg.activation,
-                                                    checkpointing=cfg.checkpointing)}
+                                                    checkpointing=cfg.checkpointing,
+                                                    tile=cfg.crop)}
     if cfg.method != "pix2pix3d":
         mods["bert"] = BertDiscriminator(BertConfig.preset(cfg.bert,
                                                            checkpointing=cfg.checkpointing))
@@ -156,14 +162,17 @@ def train(cfg: TrainConfig) -> dict:
     scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, R.warmup_linear(cfg.steps, cfg.warmup))
               for k, o in opts.items()}
     ckpt = out / "checkpoint.pt"
-    step, history = 0, {}
+    step, history, t0 = 0, {}, time.time()
     if cfg.resume and ckpt.is_file():
         step, history = R.load_checkpoint(ckpt, mods, opts, scheds)
-    elif cfg.init_output_bias:
-        init_output_bias(mods["g"], ds)
+    else:
+        if cfg.init_output_bias:
+            init_output_bias(mods["g"], ds)
+        if cfg.l1_warmup_steps > 0 and rank == 0:  # DDP below broadcasts rank 0's weights
+            history["warm_l1"] = l1_warm_start(mods["g"], loader, cfg)
     mods = {k: R.wrap_ddp(m, cfg.device, world) for k, m in mods.items()}
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * rank)
-    t0, val = time.time(), {}
+    val: dict = {}
     best: tuple[float, int, dict] | None = None
     with Progress(disable=not cfg.progress or rank != 0, transient=True) as bar:
         task = bar.add_task(cfg.method, total=cfg.steps, completed=step)
@@ -201,7 +210,8 @@ def train(cfg: TrainConfig) -> dict:
     if rank != 0:
         return {}
     plot_curves(history, out / "loss_curves.png")
-    metrics = {"steps": step, "seconds": round(time.time() - t0, 2), "validation": val,
+    metrics = {"steps": step, "l1_warmup_steps": len(history.get("warm_l1", [])),
+               "seconds": round(time.time() - t0, 2), "validation": val,
                "final_losses": {k: v[-1] for k, v in history.items() if v}}
     g = R.unwrap(mods["g"])
     if cfg.keep_best and best is not None and best[1] != step:
@@ -213,6 +223,32 @@ def train(cfg: TrainConfig) -> dict:
     export_package(out / "package", g, cfg, metrics, time_steps)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def l1_warm_start(g: torch.nn.Module, loader: DataLoader, cfg: TrainConfig) -> list[float]:
+    """`cfg.l1_warmup_steps` generator-only L1 steps (own Adam, constant lr); L1 per step.
+
+    Why: at CPU length the 20 x NSP term dominates before the generator has learnt the
+    anatomy; starting the adversarial phase from an L1 fit is the usual pix2pix-style remedy.
+    """
+    opt = torch.optim.Adam(g.parameters(), lr=cfg.l1_warmup_lr or cfg.lr)
+    losses: list[float] = []
+    batches = iter(())
+    while len(losses) < cfg.l1_warmup_steps:
+        try:
+            mr, pet = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            mr, pet = next(batches)
+        loss = F.l1_loss(g(mr.to(cfg.device)).float(), pet.to(cfg.device).float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(round(float(loss.detach()), 6))
+        if len(losses) % 50 == 0:
+            log.info("L1 warm start %d/%d: l1 %.5f", len(losses), cfg.l1_warmup_steps,
+                     float(np.mean(losses[-50:])))
+    return losses
 
 
 def _micro_step(cfg: TrainConfig, mods: dict, mr: torch.Tensor, pet: torch.Tensor,
@@ -255,6 +291,8 @@ def export_package(folder: Path, g: torch.nn.Module, cfg: TrainConfig, metrics: 
     save_file(state, str(folder / "model.safetensors"))
     params = {"in_channels": 1, "out_channels": time_steps, "base": cfg.base,
               "depth": cfg.depth, "activation": g.activation, "norm": "instance"}
+    if getattr(g, "tile", None):
+        params["tile"] = g.tile  # trained on crops: infer on crop-sized windows
     manifest = {
         "name": f"{cfg.method.replace('_', '-')}-mr-pet", "version": "0.1.0",
         "demonstration": True,
@@ -266,6 +304,7 @@ def export_package(folder: Path, g: torch.nn.Module, cfg: TrainConfig, metrics: 
         "output": {"units": "SUVR", "time_steps": time_steps,
                    "restore": "pet = y * std_mr / 10 + mean_mr / 10"},
         "training": {"method": cfg.method, "steps": metrics["steps"], "tiny": cfg.tiny,
+                     "l1_warmup_steps": cfg.l1_warmup_steps, "crop": cfg.crop,
                      "tracer": cfg.tracer, "loss_weights": asdict(cfg.weights),
                      "bert": cfg.bert if cfg.method != "pix2pix3d" else None},
         "metrics": metrics,

@@ -9,6 +9,15 @@ extent, stored in Bq/ml with full radiopharmaceutical headers so SUV must be com
 SUVR is defined by the whole-cerebellum reference (as for AV45 in ADNI): the uptake map is
 scaled so the mean over `BrainCaseInfo.reference_mask(grid)` is 1 before blurring and noise.
 
+MR correlate of amyloid (a modelling choice, stated plainly): amyloid itself is invisible on
+T1, so a network can only predict what the T1 carries. Amyloid cases therefore get the
+structural changes that accompany amyloid positivity in Alzheimer's disease imaging studies,
+exaggerated so a small phantom set can teach them: a positive scan has global atrophy (wider
+sulci, larger ventricles) and lower grey/white T1 contrast, and each hot region has local
+cortical thinning (wider sulci) and a brighter (less grey/white-contrasted) cortical T1 signal
+in proportion to its uptake increase. In real patients this coupling is much weaker and
+regional amyloid cannot be read off a T1; FDG cases keep no such coupling.
+
 Time-steps: two PET series (one per frame, SeriesType STATIC, FrameReferenceTime set, series
 numbers 2 and 3) rather than one dynamic series, because every series then loads with the
 pipeline's single-frame, one-position-per-slice loader unchanged.
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +79,18 @@ class BrainCaseInfo:
     hot_regions: list[HotRegion]
     reference_suv: float
     frame_scales: list[float] = field(default_factory=list)
+    atrophy: float = 0.0  # 0 = none; ~1 = an amyloid-positive brain (see the module docstring)
+
+    def labels(self, grid: Grid) -> np.ndarray:
+        """The case's tissue labels (with its atrophy and thinning) on any identity grid."""
+        return case_labels(grid, self.seed, self.tracer, self.atrophy, self.hot_regions)
+
+    @classmethod
+    def truth_from_json(cls, d: dict) -> tuple[int, str, float, list[HotRegion]]:
+        """(seed, tracer, atrophy, hot regions) of a `to_json` record (cases.json)."""
+        hot = [HotRegion(tuple(h["centre_mm"]), h["radius_mm"], h["suvr_increase"])
+               for h in d.get("hot_regions", [])]
+        return int(d["seed"]), str(d["tracer"]), float(d.get("atrophy", 0.0)), hot
 
     @staticmethod
     def reference_mask(grid: Grid) -> np.ndarray:
@@ -80,7 +102,7 @@ class BrainCaseInfo:
         return {"seed": self.seed, "mr_dir": str(self.mr_dir),
                 "pet_dirs": [str(p) for p in self.pet_dirs], "study_uid": self.study_uid,
                 "tracer": self.tracer, "reference_suv": self.reference_suv,
-                "hot_regions": [vars(h) for h in self.hot_regions]}
+                "atrophy": self.atrophy, "hot_regions": [vars(h) for h in self.hot_regions]}
 
 
 def _coords(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,8 +118,22 @@ def _head_r(x, y, z) -> np.ndarray:
     return _ellipsoid(x, y, z, (0.0, 0.0, 0.0), HEAD_SEMI)
 
 
-def paint_labels(grid: Grid, rng: np.random.Generator) -> np.ndarray:
-    """Tissue labels: skin, skull, CSF, folded cortex over WM, ventricles, cerebellum."""
+def hot_weight(grid: Grid, hot: Sequence[HotRegion]) -> np.ndarray:
+    """Per voxel, the summed uptake increase of the hot spheres covering it (0 elsewhere)."""
+    z, y, x = _coords(grid)
+    w = np.zeros(np.broadcast_shapes(z.shape, y.shape, x.shape), np.float32)
+    for h in hot:
+        w += h.suvr_increase * (_ellipsoid(x, y, z, h.centre_mm, (h.radius_mm,) * 3) <= 1)
+    return w
+
+
+def paint_labels(grid: Grid, rng: np.random.Generator, atrophy: float = 0.0,
+                 hot: Sequence[HotRegion] = ()) -> np.ndarray:
+    """Tissue labels: skin, skull, CSF, folded cortex over WM, ventricles, cerebellum.
+
+    `atrophy` widens all sulci and the ventricles; each hot region widens the sulci inside it
+    in proportion to its uptake increase (cortical thinning). Only 3 draws from `rng`.
+    """
     z, y, x = _coords(grid)
     r = _head_r(x, y, z)
     ph = rng.uniform(0, 2 * np.pi, 3)
@@ -110,21 +146,39 @@ def paint_labels(grid: Grid, rng: np.random.Generator) -> np.ndarray:
     brain = rb <= 1.0
     labels[brain] = GM
     labels[brain & (rb < 0.80 + 0.06 * fold)] = WM
-    labels[brain & (rb > 0.9) & (fold > 0.75)] = CSF  # sulci
+    sulcus = 0.75 - 0.15 * atrophy - 0.3 * hot_weight(grid, hot)
+    labels[brain & (rb > 0.9) & (fold > sulcus)] = CSF  # sulci
+    vent = 1.0 + 0.35 * atrophy
     for sx in (-10.0, 10.0):
-        labels[_ellipsoid(x, y, z, (sx, 5.0, 10.0), (6.0, 20.0, 8.0)) <= 1] = CSF
+        labels[_ellipsoid(x, y, z, (sx, 5.0, 10.0), (6.0 * vent, 20.0, 8.0 * vent)) <= 1] = CSF
     rc = _ellipsoid(x, y, z, *CEREBELLUM)
     labels[brain & (rc <= 1)] = CB_GM
     labels[brain & (rc <= 0.55)] = CB_WM
     return labels
 
 
-def _mr_stored(labels: np.ndarray, grid: Grid, rng: np.random.Generator) -> np.ndarray:
-    """T1 intensities, partial volume blur, 0.9..1.1 bias field, Rician noise; int16."""
+def case_labels(grid: Grid, seed: int, tracer: str, atrophy: float,
+                hot: Sequence[HotRegion]) -> np.ndarray:
+    """Labels of the case made with `seed` (hot regions thin the cortex for amyloid only)."""
+    coupled = hot if tracer == "amyloid" else []
+    return paint_labels(grid, np.random.default_rng(seed), atrophy, coupled)
+
+
+def _mr_stored(labels: np.ndarray, grid: Grid, rng: np.random.Generator, atrophy: float = 0.0,
+               hot: Sequence[HotRegion] = ()) -> np.ndarray:
+    """T1 intensities, partial volume blur, 0.9..1.1 bias field, Rician noise; int16.
+
+    Grey matter is brightened (lower grey/white contrast) by 6% x `atrophy` everywhere and by
+    20% x the uptake increase inside hot regions: the learnable MR side of amyloid here.
+    """
+    gain = rng.uniform(0.9, 1.1)  # scanner gain (removed by the z-score) ...
     lut = np.zeros(8, np.float32)
-    for k, v in T1.items():
-        lut[k] = v * rng.uniform(0.96, 1.04) if v else 0.0
-    img = gaussian_filter(lut[labels], 0.6)
+    for k, v in T1.items():  # ... and small per-tissue variation
+        lut[k] = v * gain * rng.uniform(0.98, 1.02) if v else 0.0
+    img = lut[labels]
+    gm = labels == GM
+    img[gm] *= 1.0 + 0.06 * atrophy + 0.2 * hot_weight(grid, hot)[gm]
+    img = gaussian_filter(img, 0.6)
     z, y, x = _coords(grid)
     c = rng.uniform(-1, 1, 4)
     field_ = (c[0] * x / HEAD_SEMI[0] + c[1] * y / HEAD_SEMI[1] + c[2] * z / HEAD_SEMI[2]
@@ -138,12 +192,13 @@ def _mr_stored(labels: np.ndarray, grid: Grid, rng: np.random.Generator) -> np.n
     return np.clip(np.round(img), 0, 32000).astype(np.int16)
 
 
-def _suvr_map(labels: np.ndarray, grid: Grid, tracer: str, rng: np.random.Generator
-              ) -> tuple[np.ndarray, list[HotRegion]]:
-    """Noise-free SUVR on the MR grid, mean 1 over the cerebellar reference region."""
+def _draw_uptake(labels: np.ndarray, grid: Grid, tracer: str, rng: np.random.Generator
+                 ) -> tuple[dict[int, float], list[HotRegion], float]:
+    """Tissue SUVRs, hot cortical regions (on `labels`' cortex) and the case's atrophy."""
     u = rng.uniform
+    positive = tracer == "amyloid" and rng.random() < 0.5
     if tracer == "amyloid":
-        gm = u(1.3, 1.6) if rng.random() < 0.5 else u(1.0, 1.15)  # positive or negative scan
+        gm = u(1.3, 1.6) if positive else u(1.0, 1.15)  # positive or negative scan
         vals = {SKIN: 0.4, SKULL: 0.3, CSF: 0.3, GM: gm, WM: u(1.6, 2.0), CB_GM: 1.0,
                 CB_WM: u(1.4, 1.7)}
         hot_range = (0.4, 1.0)
@@ -151,10 +206,6 @@ def _suvr_map(labels: np.ndarray, grid: Grid, tracer: str, rng: np.random.Genera
         vals = {SKIN: 0.15, SKULL: 0.2, CSF: 0.1, GM: u(1.05, 1.25), WM: u(0.3, 0.4),
                 CB_GM: 1.0, CB_WM: 0.35}
         hot_range = (0.5, 1.5)
-    lut = np.zeros(8, np.float32)
-    for k, v in vals.items():
-        lut[k] = v
-    suvr = lut[labels]
     z, y, x = _coords(grid)
     cortex = np.argwhere(labels == GM)
     hot: list[HotRegion] = []
@@ -162,13 +213,22 @@ def _suvr_map(labels: np.ndarray, grid: Grid, tracer: str, rng: np.random.Genera
         iz, iy, ix = cortex[rng.integers(len(cortex))]
         centre = (float(x[0, 0, ix]), float(y[0, iy, 0]), float(z[iz, 0, 0]))
         radius, inc = float(u(8.0, 30.0)), float(u(*hot_range))
-        inside = (_ellipsoid(x, y, z, centre, (radius,) * 3) <= 1) & (labels == GM)
-        suvr = np.where(inside, suvr + inc, suvr)
         hot.append(HotRegion(tuple(round(c, 2) for c in centre), round(radius, 2), round(inc, 3)))
+    atrophy = round(float(u(0.7, 1.0)), 3) if positive else 0.0
+    return vals, hot, atrophy
+
+
+def _suvr_map(labels: np.ndarray, grid: Grid, vals: dict[int, float], hot: list[HotRegion]
+              ) -> np.ndarray:
+    """Noise-free SUVR on the MR grid, mean 1 over the cerebellar reference region."""
+    lut = np.zeros(8, np.float32)
+    for k, v in vals.items():
+        lut[k] = v
+    suvr = lut[labels] + hot_weight(grid, hot) * (labels == GM)
     ref = BrainCaseInfo.reference_mask(grid)
     if ref.any():
         suvr = suvr / float(suvr[ref].mean())
-    return suvr.astype(np.float32), hot
+    return suvr.astype(np.float32)
 
 
 def _to_pet_grid(suvr: np.ndarray, grid: Grid, fwhm_mm: float) -> np.ndarray:
@@ -229,17 +289,20 @@ def make_brain_case(out_dir: Path, seed: int, *, shape: tuple[int, int, int] = (
     nz, ny, nx = shape
     sp = (fov_mm / nx, fov_mm / ny, fov_mm / nz)
     mr = Grid(tuple(-(n - 1) / 2 * s for n, s in zip((nx, ny, nz), sp, strict=True)), sp, shape)
-    labels = paint_labels(mr, rng)
+    vals, hot, atrophy = _draw_uptake(paint_labels(mr, rng), mr, tracer, rng)
+    coupled = hot if tracer == "amyloid" else []  # MR correlate of amyloid only
+    labels = case_labels(mr, seed, tracer, atrophy, hot)
     weight = round(float(rng.uniform(50, 100)), 1)
     study = StudyInfo(patient_id=f"BRAIN-{seed:06d}", patient_weight_kg=weight, study_date=DATE,
                       study_time=MR_TIME, accession_number=f"BRN{seed:06d}",
                       study_instance_uid=generate_uid(entropy_srcs=[f"vpet-brain-study-{seed}"]),
                       frame_of_reference_uid=generate_uid(entropy_srcs=[f"vpet-brain-for-{seed}"]),
                       body_part="HEAD")
-    mr_paths = write_series(_mr_stored(labels, mr, rng), mr.spacing, mr.origin, out_dir / "MR",
+    mr_stored = _mr_stored(labels, mr, rng, atrophy, coupled)
+    mr_paths = write_series(mr_stored, mr.spacing, mr.origin, out_dir / "MR",
                             modality="MR", study=study, series_number=1,
                             series_description="Phantom T1 MPRAGE")
-    suvr, hot = _suvr_map(labels, mr, tracer, rng)
+    suvr = _suvr_map(labels, mr, vals, hot)
     del labels
     pet_sp = tuple(2 * s for s in sp)
     pet_origin = tuple(o + s / 2 for o, s in zip(mr.origin, sp, strict=True))
@@ -272,4 +335,4 @@ def make_brain_case(out_dir: Path, seed: int, *, shape: tuple[int, int, int] = (
     log.info("brain phantom %d: MR %s @ %.2f mm, %s, %d hot regions", seed, shape, sp[0],
              tracer, len(hot))
     return BrainCaseInfo(seed, out_dir / "MR", pet_dirs, mr_paths, pet_paths,
-                         study.study_instance_uid, tracer, hot, ref_suv, scales)
+                         study.study_instance_uid, tracer, hot, ref_suv, scales, atrophy)
