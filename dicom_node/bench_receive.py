@@ -82,12 +82,13 @@ def _wait_port(port: int, proc: subprocess.Popen, deadline_s: float = 60) -> Non
     raise RuntimeError(f"nothing listens on {port} after {deadline_s} s")
 
 
-def storescu(folder: Path, port: int, called: str) -> float:
+def storescu(folder: Path, port: int, called: str, nodelay: bool = True) -> float:
     """Send every file of `folder` in one association; wall seconds."""
     cmd = [STORESCU, "-aet", "STORESCU", "-aec", called, "+sd", "-R", "127.0.0.1", str(port),
            str(folder)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=_ENV, capture_output=True, text=True, timeout=900,
+    env = _ENV if nodelay else {k: v for k, v in _ENV.items() if k != "TCP_NODELAY"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
                           check=False)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -142,6 +143,14 @@ def bench_node(folder: Path, work: Path, n: int, nbytes: int) -> Result:
         return Result("node (vpet serve)", seconds, n, nbytes, vm_hwm_mb(node.proc.pid))
 
 
+def bench_node_nagle(folder: Path, work: Path, n: int, nbytes: int) -> Result:
+    """The node fed by storescu as most sites run it: without TCP_NODELAY (Nagle on)."""
+    with NodeProcess(work) as node:
+        seconds = storescu(folder, node.port, "VPET", nodelay=False)
+        return Result("node, sender without NODELAY", seconds, n, nbytes,
+                      vm_hwm_mb(node.proc.pid))
+
+
 def bench_storescp(folder: Path, work: Path, n: int, nbytes: int) -> Result:
     port = free_port()
     out = work / "storescp"
@@ -188,7 +197,7 @@ def run_bench(shape: tuple[int, int, int], small: int, work: Path | None = None,
         ct = scratch / "ct"
         files = make_series(ct, shape)
         n, nbytes = len(files), sum(f.stat().st_size for f in files)
-        benches = {"node": bench_node}
+        benches = {"node": bench_node, "node_nagle": bench_node_nagle}
         if storescp and Path(STORESCP).exists():
             benches["storescp"] = bench_storescp
         if orthanc and Path(ORTHANC).exists():

@@ -271,15 +271,23 @@ def run_cmd(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder.")] = Path("demo-output"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    shape: Annotated[str, typer.Option(help="CT size as SLICES,ROWS,COLUMNS.")] = "80,256,256",
+    shape: Annotated[str | None, typer.Option(
+        help="Study size as SLICES,ROWS,COLUMNS (default 80,256,256 CT; 128,128,128 MR).")]
+    = None,
     seed: Annotated[int, typer.Option(help="Phantom seed.")] = 7,
+    kind: Annotated[str, typer.Option(help="ct (abdomen CT -> SUV) or mr (brain T1 -> SUVR).")]
+    = "ct",
 ) -> None:
-    """End-to-end demo: phantom CT -> node -> virtual PET -> local PACS."""
+    """End-to-end demo: phantom CT (or MR) -> node -> virtual PET -> local PACS."""
     from dicom_node.demo import print_report, run_demo
 
+    if kind not in ("ct", "mr"):
+        raise typer.BadParameter(f"--kind wants ct or mr, got {kind!r}")
     logging.getLogger().setLevel(logging.WARNING)  # the report below says what happened
-    typer.echo("Running the end-to-end demo (synthetic CT -> node -> local PACS)...")
-    report = run_demo(out, device=device, shape=_parse_shape(shape), seed=seed)
+    typer.echo(f"Running the end-to-end demo (synthetic {kind.upper()} -> node -> local "
+               "PACS)...")
+    report = run_demo(out, device=device, shape=_parse_shape(shape) if shape else None,
+                      seed=seed, kind=kind)
     print_report(report)
     if report.job_state != "done":
         raise typer.Exit(1)

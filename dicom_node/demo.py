@@ -1,8 +1,9 @@
 """`vpet demo`: the whole product on one machine, with real DICOM associations.
 
-A synthetic CT study is sent (C-STORE) to a node started on 127.0.0.1 with embedded defaults
-(SQLite, local folders, the shipped demo model); the node's results go to a local Storage SCP
-standing in for the PACS. What came back is read from the files that SCP stored.
+A synthetic CT study (or, with kind "mr", a T1 brain MR) is sent (C-STORE) to a node started
+on 127.0.0.1 with embedded defaults (SQLite, local folders, the shipped demo models); the
+node's results go to a local Storage SCP standing in for the PACS. What came back is read from
+the files that SCP stored.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class DemoReport:
     job_reason: str | None = None
     preview: Path | None = None
     received_dir: Path | None = None
+    units: str = "SUV"  # SUV for ct-to-pet, SUVR for mr-to-pet
+    modality: str = "CT"
 
 
 def _free_port() -> int:
@@ -62,13 +65,16 @@ def _free_port() -> int:
 
 
 def demo_config(base: Path, node_port: int, pacs_port: int, device: str) -> Config:
-    """Embedded defaults plus one rule: every CT goes through ct-to-pet to the local PACS."""
+    """Embedded defaults plus two rules: CT through ct-to-pet, MR through mr-to-pet, both to
+    the local PACS."""
     return Config.embedded_defaults(
         base,
         node={"ae_title": "VPET", "port": node_port},
         allowed_peers=[{"ae_title": "DEMO-MODALITY", "host": "127.0.0.1"}],
         destinations={"pacs": {"ae_title": "LOCALPACS", "host": "127.0.0.1", "port": pacs_port}},
         rules=[{"name": "ct-abdomen", "match": {"modality": "CT"}, "recipe": "ct-to-pet",
+                "destinations": ["pacs"]},
+               {"name": "mr-brain", "match": {"modality": "MR"}, "recipe": "mr-to-pet",
                 "destinations": ["pacs"]}],
         series={"timeout_s": 1.0},
         workers={"count": 1, "device": device},
@@ -127,26 +133,40 @@ def _summarize(folder: Path) -> tuple[list[ReceivedSeries], list[dict]]:
     return series, (_lesions_from_sr(sr_path) if sr_path else [])
 
 
-def run_demo(out_dir: Path, *, seed: int = 7, shape: tuple[int, int, int] = (80, 256, 256),
-             device: str = "auto", timeout_s: float = 900.0) -> DemoReport:
-    """Run the end-to-end demo under `out_dir`; returns what was measured and received."""
-    from training.phantoms.abdomen import make_ct_only  # demo data only; not a runtime need
+DEFAULT_SHAPES = {"ct": (80, 256, 256), "mr": (128, 128, 128)}  # MR: 2 mm over 256 mm
 
+
+def _make_input(out_dir: Path, kind: str, seed: int, shape: tuple[int, int, int]) -> list[Path]:
+    """Write the synthetic study the demo sends; demo data only, not a runtime need."""
+    if kind == "mr":
+        from training.phantoms.brain import make_brain_case
+
+        return make_brain_case(out_dir, seed, shape=shape).mr_paths
+    from training.phantoms.abdomen import make_ct_only
+
+    return make_ct_only(out_dir, seed, ct_shape=shape, n_lesions=3).ct_paths
+
+
+def run_demo(out_dir: Path, *, seed: int = 7, shape: tuple[int, int, int] | None = None,
+             device: str = "auto", timeout_s: float = 900.0, kind: str = "ct") -> DemoReport:
+    """Run the end-to-end demo under `out_dir`; returns what was measured and received."""
+    if kind not in DEFAULT_SHAPES:
+        raise ValueError(f"kind must be one of {sorted(DEFAULT_SHAPES)}, got {kind!r}")
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    report = DemoReport(received_dir=out_dir / "pacs")
+    report = DemoReport(received_dir=out_dir / "pacs", units="SUVR" if kind == "mr" else "SUV",
+                        modality=kind.upper())
     t = time.perf_counter()
-    case = make_ct_only(out_dir / "input", seed, ct_shape=shape, n_lesions=3)
-    report.seconds["make synthetic CT"] = time.perf_counter() - t
+    paths = _make_input(out_dir / "input", kind, seed, shape or DEFAULT_SHAPES[kind])
+    report.seconds[f"make synthetic {report.modality}"] = time.perf_counter() - t
 
     config = demo_config(out_dir / "node", _free_port(), _free_port(), device)
     pacs = LocalPACS(out_dir / "pacs", config.destinations["pacs"].port).start()
     node = Node(config).start()
     try:
         t = time.perf_counter()
-        results = send_files(case.ct_paths, "VPET", "127.0.0.1", node.port,
-                             calling_ae="DEMO-MODALITY")
+        results = send_files(paths, "VPET", "127.0.0.1", node.port, calling_ae="DEMO-MODALITY")
         failed = [r for r in results if not r.ok]
         if failed:
             raise RuntimeError(f"{len(failed)} instance(s) refused by the node: {failed[0].error}")
@@ -197,13 +217,14 @@ def print_report(report: DemoReport, console=None) -> None:
     for s in report.series:
         table.add_row(s.description, s.sop_class, str(s.instances), str(s.frames))
     console.print(table)
-    lesions = Table(title="Lesions (from the TID 1500 SR)")
-    for col in ("Lesion", "SUVmax", "SUVmean", "Volume (ml)"):
+    lesions = Table(title="Lesions (from the TID 1500 SR)" if report.units == "SUV"
+                    else "Regions above the SUVR threshold (from the TID 1500 SR)")
+    for col in ("Lesion", f"{report.units}max", f"{report.units}mean", "Volume (ml)"):
         lesions.add_column(col)
     for i, lesion in enumerate(report.lesions, 1):
         lesions.add_row(lesion.get("tracking_id", str(i)), _measure(lesion, "max"),
                         _measure(lesion, "mean"), _measure(lesion, "volume"))
-    console.print(lesions if report.lesions else "No lesion above the threshold was reported.")
+    console.print(lesions if report.lesions else "No region above the threshold was reported.")
     timing = Table(title="Seconds per stage")
     timing.add_column("Stage")
     timing.add_column("Seconds", justify="right")
@@ -211,4 +232,5 @@ def print_report(report: DemoReport, console=None) -> None:
         timing.add_row(stage, f"{seconds:.2f}")
     console.print(timing)
     if report.preview:
-        console.print(f"Preview (CT | virtual PET | fused with lesion outlines): {report.preview}")
+        console.print(f"Preview ({report.modality} | virtual PET | fused with lesion outlines): "
+                      f"{report.preview}")

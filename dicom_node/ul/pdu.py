@@ -53,12 +53,23 @@ class AssociateRequest:
     implementation_class_uid: str = ""
 
 
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
+
+
 def recv_exactly(sock: socket.socket, view: memoryview) -> None:
-    """Fill `view` from the socket; PeerClosed when the stream ends first."""
+    """Fill `view` from the socket; PeerClosed when the stream ends first.
+
+    Each read re-arms TCP_QUICKACK: a sender without TCP_NODELAY (pynetdicom, DCMTK's
+    default) holds its next small segment until the previous one is acknowledged (Nagle),
+    and the kernel's delayed ACK would make it wait ~40 ms per instance (measured: 128 MR
+    slices took 5.7 s instead of 0.12 s).
+    """
     while view:
         n = sock.recv_into(view)
         if n == 0:
             raise PeerClosed("connection closed by peer")
+        if _QUICKACK is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         view = view[n:]
 
 

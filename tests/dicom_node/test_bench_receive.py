@@ -18,7 +18,7 @@ def test_bench_receive_tiny(tmp_path):
     require_tool("/usr/bin/storescp")
     require_tool("/usr/sbin/Orthanc")
     data = run_bench((3, 32, 32), small=5, work=tmp_path, repeat=2)
-    assert set(data["results"]) == {"node", "storescp", "orthanc"}
+    assert set(data["results"]) == {"node", "node_nagle", "storescp", "orthanc"}
     assert all(len(runs) == 2 for runs in data["results"].values())
     assert all(r.instances == 3 and r.seconds > 0
                for runs in data["results"].values() for r in runs)

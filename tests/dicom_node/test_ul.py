@@ -288,3 +288,17 @@ def test_responses_respect_the_requestors_maximum_pdu(node):
     response = read_dataset(DicomBytesIO(data), True, True)
     assert response.CommandField == 0x8030 and response.Status == 0
     assert response.MessageIDBeingRespondedTo == 5
+
+
+def test_sender_without_nodelay_is_not_stalled_by_delayed_acks(node, tmp_path):
+    """pynetdicom (like DCMTK without TCP_NODELAY=1) sends with Nagle on: without quick ACKs
+    each instance waited ~40 ms for the receiver's delayed ACK (80 instances: >= 3.2 s).
+    Stall-free they take ~0.4 s here; the 2 s bound leaves room for a slow CI machine."""
+    import time
+
+    files = make_tiny_ct(tmp_path / "ct", shape=(80, 8, 8))
+    started = time.monotonic()
+    results = scu.send_files(files, "VPET", "127.0.0.1", node.port, calling_ae="SCANNER")
+    took = time.monotonic() - started
+    assert all(r.ok for r in results)
+    assert took < 2.0, f"80 instances took {took:.2f} s: delayed-ACK stall is back"
