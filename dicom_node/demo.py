@@ -113,7 +113,7 @@ def _lesions_from_sr(path: Path) -> list[dict]:
             walk(item.get("ContentSequence", []), current)
 
     walk(ds.get("ContentSequence", []), None)
-    return lesions
+    return [g for g in lesions if set(g) - {"tracking_id"}]  # groups with measurements
 
 
 def _summarize(folder: Path) -> tuple[list[ReceivedSeries], list[dict]]:
