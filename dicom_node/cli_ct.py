@@ -42,6 +42,10 @@ FloorOpt = Annotated[float, typer.Option(help="Weighted loss: weight = max(SUV, 
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for torch.")]
 NameOpt = Annotated[str | None, typer.Option(help="Package name.")]
 VersionOpt = Annotated[str, typer.Option(help="Package version.")]
+LesionOpt = Annotated[float, typer.Option(help="Share of crops centred on a hot region "
+                                          "(lesion-centred sampling; 0 = off).")]
+AugOpt = Annotated[bool, typer.Option("--augment/--no-augment", help="Zoom, rotation, HU "
+                                      "offset and CT noise per sample.")]
 
 
 def _command(ctx: typer.Context) -> str:
@@ -101,14 +105,20 @@ def train_fcn(
     spacing: SpacingOpt = "3,3,3", context: ContextOpt = 1, crop: CropOpt = None,
     samples_per_epoch: SamplesOpt = None, lr: LrOpt = None, val_data: ValOpt = None,
     weight_floor: FloorOpt = 0.0, threads: ThreadsOpt = None, name: NameOpt = None,
-    version: VersionOpt = "0.1.0",
+    version: VersionOpt = "0.1.0", lesion_p: LesionOpt = 0.5, augment: AugOpt = True,
+    dropout: Annotated[float, typer.Option(help="fc6/fc7 dropout (paper 0.5 at 4096 "
+                                           "channels).")] = 0.5,
+    batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN "
+                                             "blocks (for training from scratch).")] = False,
 ) -> None:
     """Train FCN-4s (VGG-16 backbone) CT -> SUV and write an `fcn4s` model package."""
     from training.ct_trainers import train_fcn as run
 
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", vgg_weights=vgg16, seed=seed, device=device,
-                  amp=amp, net={"width": width, "fc_channels": fc_channels},
+                  amp=amp, net={"width": width, "fc_channels": fc_channels, "dropout": dropout,
+                       "batch_norm": batch_norm},
+                  lesion_p=lesion_p, augment={} if augment else None,
                   spacing_mm=_spacing(spacing), context=context, crop=crop,
                   samples_per_epoch=samples_per_epoch, lr=lr, val_data=val_data,
                   weight_floor=weight_floor, threads=threads, name=name, version=version,
@@ -127,7 +137,7 @@ def train_pix2pix(
     spacing: SpacingOpt = "3,3,3", context: ContextOpt = 1, crop: CropOpt = None,
     samples_per_epoch: SamplesOpt = None, lr: LrOpt = None, val_data: ValOpt = None,
     weight_floor: FloorOpt = 0.0, threads: ThreadsOpt = None, name: NameOpt = None,
-    version: VersionOpt = "0.1.0",
+    version: VersionOpt = "0.1.0", lesion_p: LesionOpt = 0.5, augment: AugOpt = True,
 ) -> None:
     """Train pix2pix (U-Net generator + 70x70 PatchGAN) CT -> SUV; writes a `pix2pix_unet`
     package (the generator)."""
@@ -136,6 +146,7 @@ def train_pix2pix(
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", seed=seed, device=device, amp=amp,
                   net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
+                  lesion_p=lesion_p, augment={} if augment else None,
                   spacing_mm=_spacing(spacing), context=context, crop=crop,
                   samples_per_epoch=samples_per_epoch, lr=lr, val_data=val_data,
                   weight_floor=weight_floor, threads=threads, name=name, version=version,
@@ -151,6 +162,11 @@ def train_blend(
     out: OutOpt,
     threshold: Annotated[float, typer.Option(help="FCN SUV above which FCN wins.")] = 2.5,
     levels: Annotated[int, typer.Option(help="Laplacian pyramid levels.")] = 4,
+    dilate: Annotated[int, typer.Option(help="Grow the FCN mask by this many voxels "
+                                        "(0 = the paper).")] = 0,
+    hot_mask: Annotated[str, typer.Option(help="fcn (the paper: FCN > threshold) or "
+                                          "fcn_or_cgan (the FCN also decides cGAN-only hot "
+                                          "spots).")] = "fcn",
     name: Annotated[str, typer.Option(help="Package name.")] = "ct-pet-blend",
     version: VersionOpt = "0.1.0",
 ) -> None:
@@ -160,7 +176,7 @@ def train_blend(
 
     try:
         make_blend_package(fcn, cgan, out, name=name, version=version, threshold=threshold,
-                           levels=levels)
+                           levels=levels, dilate=dilate, hot_mask=hot_mask)
     except ModelError as exc:
         typer.echo(f"cannot blend: {exc}", err=True)
         raise typer.Exit(2) from None

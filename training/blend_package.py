@@ -3,7 +3,8 @@
 Why: the two networks are trained separately (different losses, optimizers, schedules), but the
 node must load one package; the blended package holds both members' weights in one safetensors
 file (an nn.ModuleDict with keys "fcn." / "cgan.") and blends their outputs with a Laplacian
-pyramid where the FCN says > `threshold` SUV.
+pyramid where the FCN says > `threshold` SUV (that mask grown by `dilate` voxels; 0 = paper;
+`hot_mask` "fcn_or_cgan" lets the FCN veto cGAN-only hot spots, see pipeline.blend).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.blend import HOT_MASKS
 from pipeline.errors import ModelError
 from pipeline.models.package import BLEND, load_package, save_package
 
@@ -28,7 +30,8 @@ def _member(manifest: dict) -> dict:
 
 
 def blend_manifest(fcn: dict, cgan: dict, *, name: str, version: str, threshold: float,
-                   levels: int, description: str | None = None) -> dict:
+                   levels: int, description: str | None = None, dilate: int = 0,
+                   hot_mask: str = "fcn") -> dict:
     """Manifest of the blended package; input/output sections come from the FCN member."""
     if fcn["input"] != cgan["input"]:
         raise ModelError("FCN and cGAN packages differ in input (modality, normalization or "
@@ -43,7 +46,8 @@ def blend_manifest(fcn: dict, cgan: dict, *, name: str, version: str, threshold:
             "Laplacian pyramid where FCN > threshold. Research use only: synthetic picture, "
             "not a measurement."),
         "architecture": {"name": BLEND, "members": {"fcn": _member(fcn), "cgan": _member(cgan)},
-                         "threshold": threshold, "levels": levels},
+                         "threshold": threshold, "levels": levels, "dilate": dilate,
+                         "hot_mask": hot_mask},
         "input": fcn["input"],
         "output": {"units": fcn["output"]["units"], "scale": 1.0,
                    "mapping": "blend of the members' SUV outputs (each member has its scale)"},
@@ -54,8 +58,11 @@ def blend_manifest(fcn: dict, cgan: dict, *, name: str, version: str, threshold:
 
 def make_blend_package(fcn_dir: Path, cgan_dir: Path, out: Path, *, name: str = "ct-pet-blend",
                        version: str = "0.1.0", threshold: float = 2.5, levels: int = 4,
-                       description: str | None = None) -> Path:
+                       description: str | None = None, dilate: int = 0,
+                       hot_mask: str = "fcn") -> Path:
     """Write the blended package to `out` from two member packages; returns `out`."""
+    if hot_mask not in HOT_MASKS:
+        raise ModelError(f"unknown hot mask {hot_mask!r}; known: {', '.join(HOT_MASKS)}")
     fcn, cgan = load_package(fcn_dir), load_package(cgan_dir)
     for key, pkg in (("fcn", fcn), ("cgan", cgan)):
         got = pkg.manifest["architecture"]["name"]
@@ -63,7 +70,8 @@ def make_blend_package(fcn_dir: Path, cgan_dir: Path, out: Path, *, name: str = 
             raise ModelError(f"--{key} package {pkg.path} is {got!r}, expected "
                              f"{MEMBER_ARCH[key]!r}")
     manifest = blend_manifest(fcn.manifest, cgan.manifest, name=name, version=version,
-                              threshold=threshold, levels=levels, description=description)
+                              threshold=threshold, levels=levels, description=description,
+                              dilate=dilate, hot_mask=hot_mask)
     network = torch.nn.ModuleDict({"fcn": fcn.network, "cgan": cgan.network})
     save_package(Path(out), network, manifest)
     load_package(out)  # refuse to leave a package the node cannot load

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 log = logging.getLogger(__name__)
 
 COLUMNS = ("lesion_tpr", "lesions_found", "lesions_hot_in_pet", "false_positives_per_case",
-           "cysts_predicted_hot", "suvmax_error_mean", "mae", "rmse", "psnr", "ssim")
+           "false_positives_per_case_body", "cysts_predicted_hot", "suvmax_error_mean", "mae", "rmse", "psnr", "ssim")
 SUV_DISPLAY_MAX = 6.0
 TILE = 160
 
@@ -25,15 +25,19 @@ def write_markdown(report: dict, path: Path) -> None:
     lines = [f"# CT -> PET evaluation: {report['model']['name']} {report['model']['version']}",
              "", (f"Data: `{report['data']}`; lesion truth: {report['lesion_truth']}; "
              f"threshold SUVmax > {report['threshold_suv']}; false positive = virtual hot "
-             f"region >= {report['min_volume_ml']} ml touching no real hot voxel."), "",
+             f"region >= {report['min_volume_ml']} ml touching no real hot voxel, counted in "
+             "the liver region like the paper where a liver mask is known "
+             "(`false_positives_per_case`), and over the whole body "
+             "(`false_positives_per_case_body`)."), "",
              "| method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, row in report["overall"].items():
         lines.append(f"| {name} | " + " | ".join(str(row.get(c)) for c in COLUMNS) + " |")
     for name, cases in report["per_case"].items():
         lines += ["", f"## Per case: {name}", "",
-                  "| case | found/hot | FP | cysts hot | MAE | RMSE | PSNR | SSIM |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| case | found/hot | FP | FP body | cysts hot | MAE | RMSE | PSNR | SSIM |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {c['case']} | {c['found']}/{c['lesions_hot']} | {c['false_positives']} | "
+                  f"{c.get('false_positives_body', c['false_positives'])} | "
                   f"{c['cysts_predicted_hot']}/{c['cysts']} | {c['mae']} | {c['rmse']} | "
                   f"{c['psnr']} | {c['ssim']} |" for c in cases]
     path.write_text("\n".join(lines) + "\n")

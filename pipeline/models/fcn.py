@@ -52,8 +52,10 @@ def _upsample(channels: int, factor: int, learn: bool = True) -> nn.ConvTranspos
     return up
 
 
-def vgg16_features(in_channels: int = 3, width: float = 1.0) -> nn.Sequential:
-    """VGG-16 conv blocks (3x3 pad 1 + ReLU, 2x2 max pool), torchvision layer numbering."""
+def vgg16_features(in_channels: int = 3, width: float = 1.0,
+                   batch_norm: bool = False) -> nn.Sequential:
+    """VGG-16 conv blocks (3x3 pad 1 [+ BatchNorm] + ReLU, 2x2 max pool), numbered like
+    torchvision's `vgg16().features` (or `vgg16_bn().features` with `batch_norm`)."""
     layers: list[nn.Module] = []
     cin = in_channels
     for v in VGG16_CFG:
@@ -61,27 +63,39 @@ def vgg16_features(in_channels: int = 3, width: float = 1.0) -> nn.Sequential:
             layers.append(nn.MaxPool2d(2, 2))
         else:
             cout = max(1, round(int(v) * width))
-            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)]
+            layers.append(nn.Conv2d(cin, cout, 3, padding=1))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(cout))
+            layers.append(nn.ReLU(inplace=True))
             cin = cout
     return nn.Sequential(*layers)
+
+
+def pool_indices(features: nn.Sequential) -> dict[int, str]:
+    """features index -> "pool2".."pool5" (the taps of the skips), for either numbering."""
+    pools = [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
+    return {i: f"pool{k + 1}" for k, i in enumerate(pools) if k >= 1}
 
 
 class FCN4s(nn.Module):
     """FCN-4s: VGG-16, fc6/fc7 as 7x7 and 1x1 convs, 1x1 score head, skips pool4/pool3/pool2.
 
     `width` scales the VGG channels and `fc_channels` the fc6/fc7 width (4096 in the paper) so
-    tests can build tiny networks. Output: `out_channels` linear maps (SUV regression) at the
-    input size.
+    tests can build tiny networks. `batch_norm` uses VGG-16-BN's blocks (same layers, a
+    BatchNorm after each conv): the paper starts from pretrained VGG-16 weights, and without
+    them a plain 16-layer net trained from scratch learns too slowly for CPU-time training.
+    Output: `out_channels` linear maps (SUV regression) at the input size.
     """
 
     multiple = 32
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, width: float = 1.0,
                  fc_channels: int = 4096, dropout: float = 0.5,
-                 learn_final_upsample: bool = False) -> None:
+                 learn_final_upsample: bool = False, batch_norm: bool = False) -> None:
         super().__init__()
         self.in_channels = in_channels
-        self.features = vgg16_features(in_channels, width)
+        self.features = vgg16_features(in_channels, width, batch_norm)
+        self.taps = pool_indices(self.features)
         c = {n: max(1, round(v * width)) for n, v in (("pool2", 128), ("pool3", 256),
                                                       ("pool4", 512), ("pool5", 512))}
         self.fc6 = nn.Conv2d(c["pool5"], fc_channels, 7, padding=3)
@@ -113,11 +127,10 @@ class FCN4s(nn.Module):
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         taps: dict[str, torch.Tensor] = {}
-        index_to_name = {v: k for k, v in POOL_INDEX.items()}
         for i, layer in enumerate(self.features):
             x = layer(x)
-            if i in index_to_name:
-                taps[index_to_name[i]] = x
+            if i in self.taps:
+                taps[self.taps[i]] = x
         y = self.drop(F.relu(self.fc6(taps["pool5"])))
         y = self.drop(F.relu(self.fc7(y)))
         y = self.upscore2(self.score_fr(y))

@@ -58,7 +58,8 @@ def predict_blend(networks: torch.nn.ModuleDict, volume: np.ndarray, manifest: d
             networks[name], x, context=int(member["params"].get("in_channels", 1)),
             scale=float(member.get("scale", 1.0)), device=device)
     return blend(outputs["fcn"], outputs["cgan"], threshold=float(arch.get("threshold", 2.5)),
-                 levels=int(arch.get("levels", 4)))
+                 levels=int(arch.get("levels", 4)), dilate=int(arch.get("dilate", 0)),
+                 hot_mask=str(arch.get("hot_mask", "fcn")))
 
 
 def predict_volume(network: torch.nn.Module, volume: np.ndarray, manifest: dict,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.blend import blend, collapse, laplacian_pyramid, pyramid_blend
+from pipeline.blend import blend, collapse, fcn_mask, laplacian_pyramid, pyramid_blend
 
 
 def _img(seed: int, shape=(48, 40)) -> np.ndarray:
@@ -50,3 +50,41 @@ def test_volume_is_blended_slice_by_slice():
     assert np.allclose(out[1], blend(fcn[1], cgan[1]))
     with pytest.raises(ValueError):
         blend(fcn, cgan[:2])
+
+
+def _small_peak(value: float) -> tuple[np.ndarray, np.ndarray]:
+    """A 5-voxel FCN lesion over liver-like background, and a cGAN that shows no lesion."""
+    yy, xx = np.mgrid[:48, :48]
+    fcn = np.where((yy - 24) ** 2 + (xx - 24) ** 2 <= 1, value, 1.9).astype(np.float32)
+    return fcn, np.full((48, 48), 1.8, np.float32)
+
+
+def test_paper_mask_pulls_a_small_peak_under_threshold_and_dilation_keeps_it():
+    fcn, cgan = _small_peak(3.2)
+    assert blend(fcn, cgan).max() < 2.5  # the paper's exact mask loses the lesion
+    kept = blend(fcn, cgan, dilate=3)
+    assert kept.max() > 2.5 and abs(kept.max() - 3.2) < 0.5
+    assert np.allclose(kept[:, :8], cgan[:, :8], atol=1e-3)  # far away: still the cGAN
+
+
+def test_fcn_mask_dilation_is_in_plane_only():
+    fcn = np.zeros((3, 21, 21), np.float32)
+    fcn[1, 10, 10] = 5.0
+    mask = fcn_mask(fcn, 2.5, dilate=2)
+    assert not mask[0].any() and not mask[2].any()  # slice-wise, like the networks
+    assert mask[1].sum() == 13  # disk of radius 2: 13 voxels
+    assert mask[1, 10, 12] and not mask[1, 12, 12]
+    assert (fcn_mask(fcn, 2.5) == (fcn > 2.5)).all()
+
+
+def test_fcn_or_cgan_mask_lets_the_fcn_veto_cgan_hot_spots():
+    fcn = np.full((48, 48), 1.9, np.float32)
+    cgan = np.full((48, 48), 1.8, np.float32)
+    cgan[20:28, 20:28] = 4.5  # a cGAN hot spot the FCN does not confirm
+    assert blend(fcn, cgan).max() > 4.0  # the paper's mask keeps it
+    vetoed = blend(fcn, cgan, hot_mask="fcn_or_cgan")
+    assert vetoed.max() < 2.5  # the FCN says cold: no hot spot left
+    fcn[10:14, 10:14] = 5.0  # an FCN hot spot stays hot either way
+    assert blend(fcn, cgan, hot_mask="fcn_or_cgan")[12, 12] > 3.5
+    with pytest.raises(ValueError, match="hot_mask"):
+        blend(fcn, cgan, hot_mask="cgan")

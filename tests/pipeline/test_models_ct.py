@@ -54,6 +54,15 @@ def test_fcn_learns_trivial_mapping():
     assert losses[-1] < 0.75 * losses[0]
 
 
+def test_fcn_batch_norm_variant_taps_vgg16_bn_pools():
+    plain, bn = FCN4s(**TINY_FCN), FCN4s(**TINY_FCN, batch_norm=True)
+    assert plain.taps == {9: "pool2", 16: "pool3", 23: "pool4", 30: "pool5"}  # vgg16
+    assert bn.taps == {13: "pool2", 23: "pool3", 33: "pool4", 43: "pool5"}  # vgg16_bn
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in bn.features) == 13
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.features)
+    assert bn.eval()(torch.zeros(2, 1, 50, 70)).shape == (2, 1, 50, 70)
+
+
 def test_vgg16_weights_load_by_torchvision_names(tmp_path):
     net = FCN4s(in_channels=1, width=1 / 16, fc_channels=16)
     state = {}

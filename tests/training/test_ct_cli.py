@@ -54,6 +54,21 @@ def test_train_commands_write_loadable_packages(trained):
     assert out.shape == (4, 20, 18) and np.isfinite(out).all()
 
 
+def test_blend_options_reach_the_manifest(trained, tmp_path):
+    result = CliRunner().invoke(app, ["train", "blend", "--fcn", str(trained / "fcn"), "--cgan",
+                                      str(trained / "cgan"), "--out", str(tmp_path / "b"),
+                                      "--hot-mask", "fcn_or_cgan", "--dilate", "1"])
+    assert result.exit_code == 0, result.output
+    pkg = load_package(tmp_path / "b")
+    assert pkg.manifest["architecture"]["hot_mask"] == "fcn_or_cgan"
+    assert pkg.manifest["architecture"]["dilate"] == 1
+    assert np.isfinite(pkg.predict(np.full((4, 20, 18), 50.0, np.float32))).all()
+    bad = CliRunner().invoke(app, ["train", "blend", "--fcn", str(trained / "fcn"), "--cgan",
+                                   str(trained / "cgan"), "--out", str(tmp_path / "c"),
+                                   "--hot-mask", "cgan"])
+    assert bad.exit_code == 2 and "unknown hot mask" in bad.output
+
+
 def test_blend_refuses_swapped_members(trained, tmp_path):
     result = CliRunner().invoke(app, ["train", "blend", "--fcn", str(trained / "cgan"), "--cgan",
                                       str(trained / "fcn"), "--out", str(tmp_path / "x")])

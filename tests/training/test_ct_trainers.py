@@ -92,3 +92,13 @@ def test_train_pix2pix_one_epoch(data, tmp_path):
     assert out.min() >= 0.0 and out.max() <= 20.0
     history = json.loads((tmp_path / "pkg" / "manifest.json").read_text())["training"]["history"]
     assert {"loss_d", "loss_g", "g_gan", "g_pixel", "val_mae"} <= set(history[0])
+
+
+def test_train_fcn_with_lesion_centred_augmented_crops(data, tmp_path):
+    cfg = _cfg(data, tmp_path, net={"width": 1 / 16, "fc_channels": 8, "batch_norm": True},
+               crop=32, lesion_p=1.0, augment={}, samples_per_epoch=8)
+    train_fcn(cfg)
+    pkg, _ = _check_package(tmp_path / "pkg", build_fcn4s, "fcn4s", data)
+    config = pkg.manifest["training"]["config"]
+    assert config["lesion_p"] == 1.0 and config["augment"] == {}
+    assert pkg.manifest["architecture"]["params"]["batch_norm"] is True

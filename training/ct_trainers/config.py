@@ -34,6 +34,8 @@ class TrainConfig:
     weight_floor: float = 0.0  # weights clamp(SUV, floor); 0 = exactly the paper
     lam: float = 100.0  # pix2pix lambda on the pixel loss
     hot_boost: float = 2.0  # slices with SUV > 3 drawn 1 + hot_boost times as often
+    lesion_p: float = 0.5  # share of crops centred on a hot region (sampling.py); 0 = off
+    augment: dict | None = field(default_factory=dict)  # sampling.Augment ranges; None = off
     samples_per_epoch: int | None = None  # slices drawn per epoch; None: all training slices
     net: dict = field(default_factory=dict)  # architecture params (width, ngf, num_downs, ...)
     vgg_weights: Path | None = None  # FCN only: torchvision-named VGG-16 safetensors

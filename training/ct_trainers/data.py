@@ -15,9 +15,10 @@ from functools import partial
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from training.ct_trainers.config import TrainConfig
+from training.ct_trainers.sampling import Augment, PatchSampler, hot_regions, patch_batch
 from training.metrics import BODY_HU
 from training.pairs import Pair, load_pairs
 from training.slices import SliceSet
@@ -54,29 +55,37 @@ class _Indices(Dataset):
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int) -> int:
+    def __getitem__(self, i):  # an index, or the (index, y, x) a PatchSampler yields
         return i
 
 
 def make_loader(slices: SliceSet, cfg: TrainConfig, batch_size: int, gen: torch.Generator,
-                distributed: bool) -> tuple[DataLoader, DistributedSampler | None]:
-    """Batches (x [-1,1], y SUV); returns the DistributedSampler too (set_epoch each epoch)."""
-    collate = partial(_collate, slices, cfg.crop, gen)
+                distributed: bool, pairs: Sequence[Pair] = ()
+                ) -> tuple[DataLoader, DistributedSampler | None]:
+    """Batches (x [-1,1], y SUV); returns the DistributedSampler too (set_epoch each epoch).
+
+    Single process: `cfg.lesion_p` of the samples are crops centred on hot regions of `pairs`
+    (see `sampling`), the rest random crops of slices drawn with the hot-slice boost.
+    """
+    aug = Augment(**cfg.augment) if cfg.augment is not None else None
+    aug = None if aug is not None and aug.off else aug
+    collate = partial(_collate, slices, cfg.crop, aug, gen)
     if distributed:
-        sampler: DistributedSampler | WeightedRandomSampler = DistributedSampler(
-            _Indices(len(slices)), shuffle=True, seed=cfg.seed)
+        sampler: Sampler = DistributedSampler(_Indices(len(slices)), shuffle=True, seed=cfg.seed)
     else:
-        sampler = WeightedRandomSampler(slices.sampling_weights(cfg.hot_boost),
-                                        cfg.samples_per_epoch or len(slices),
-                                        replacement=True, generator=gen)
+        regions = hot_regions(pairs) if cfg.lesion_p > 0 else []
+        log.info("%d hot regions to centre %.0f%% of the crops on", len(regions),
+                 100 * cfg.lesion_p if regions else 0)
+        sampler = PatchSampler(slices, regions, cfg.samples_per_epoch or len(slices),
+                               cfg.lesion_p, cfg.crop, cfg.hot_boost, gen)
     loader = DataLoader(_Indices(len(slices)), batch_size=batch_size, sampler=sampler,
                         collate_fn=collate)
     return loader, sampler if isinstance(sampler, DistributedSampler) else None
 
 
-def _collate(slices: SliceSet, crop: int | None, gen: torch.Generator,
-             indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    return slices.batch(indices, crop, gen)
+def _collate(slices: SliceSet, crop: int | None, aug: Augment | None, gen: torch.Generator,
+             items: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+    return patch_batch(slices, items, crop, aug, gen)
 
 
 def validate(predict: Callable[[np.ndarray], np.ndarray], pairs: Sequence[Pair]) -> dict:

@@ -64,7 +64,7 @@ def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Mod
     train_pairs, val_pairs = load_split(cfg)
     slices = SliceSet(train_pairs, cfg.context, multiple)
     gen = torch.Generator().manual_seed(cfg.seed + rt.rank)
-    loader, dist_sampler = make_loader(slices, cfg, batch_size, gen, rt.distributed)
+    loader, dist_sampler = make_loader(slices, cfg, batch_size, gen, rt.distributed, train_pairs)
     history: list[dict] = []
     start = 0
     if cfg.resume:

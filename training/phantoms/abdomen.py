@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from scipy.ndimage import gaussian_filter
 
@@ -43,6 +44,7 @@ KIND_P = (0.5, 0.2, 0.3)
 PET_GRIDS = ((4.07, 4.07, 3.27), (4.0, 4.0, 4.0), (3.65, 3.65, 3.27), (5.47, 5.47, 3.27),
              (3.0, 3.0, 2.0))
 CT_TIME, PET_TIME, DATE = "140100", "140500", "20260101"
+LIVER_MASK = "liver_mask.nii.gz"
 
 
 @dataclass
@@ -75,14 +77,18 @@ class CaseInfo:
     patient_weight_kg: float
     injected_dose_bq: float
     liver_point_mm: tuple[float, float, float]
+    liver_mask: Path | None = None  # NIfTI label of the liver on the CT grid (paired studies)
 
     def to_json(self) -> dict:
-        """JSON-friendly summary (paths as strings, no file lists)."""
+        """JSON-friendly summary (paths as strings, no file lists; the liver mask relative to
+        the folder holding the study folder, where `cases.json` is written)."""
+        mask = (f"{self.liver_mask.parent.name}/{self.liver_mask.name}"
+                if self.liver_mask else None)
         return {"seed": self.seed, "ct_dir": str(self.ct_dir),
                 "pet_dir": str(self.pet_dir) if self.pet_dir else None,
                 "lesions": [asdict(x) for x in self.lesions], "study_uid": self.study_uid,
                 "liver_point_mm": list(self.liver_point_mm),
-                "patient_weight_kg": self.patient_weight_kg}
+                "patient_weight_kg": self.patient_weight_kg, "liver_mask": mask}
 
 
 def _luts(rng: np.random.Generator, contrast: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -301,6 +307,7 @@ def make_case(out_dir: Path, seed: int, *, ct_shape: tuple[int, int, int] = (80,
                             study=study, series_number=1, rescale=(1.0, -1024.0),
                             series_description="Phantom abdomen CT")
     liver_pt = _liver_point(labels, ct, marks["liver"], lesions)
+    mask_path = _write_liver_mask(labels, ct, out_dir / LIVER_MASK) if write_pet else None
     del stored, labels
     dose = round(float(weight * 3.7e6 * rng.uniform(0.85, 1.15)), -5)
     pet_paths: list[Path] = []
@@ -310,7 +317,18 @@ def make_case(out_dir: Path, seed: int, *, ct_shape: tuple[int, int, int] = (80,
     log.info("phantom %d: CT %s @ %.2f/%.2f mm, %d lesions", seed, ct_shape, sxy, sz, len(lesions))
     return CaseInfo(seed, out_dir / "CT", out_dir / "PT" if write_pet else None, ct_paths,
                     pet_paths, lesions, study.study_instance_uid, study.frame_of_reference_uid,
-                    weight, dose, liver_pt)
+                    weight, dose, liver_pt, mask_path)
+
+
+def _write_liver_mask(labels: np.ndarray, grid: A.Grid, path: Path) -> Path:
+    """Liver label (uint8, CT grid, LPS geometry) as NIfTI: the paper counts lesions and false
+    positives in the liver region, so the evaluation needs to know where the liver is."""
+    img = sitk.GetImageFromArray((labels == A.LIVER).astype(np.uint8))
+    img.SetOrigin(tuple(float(v) for v in grid.origin))
+    img.SetSpacing(tuple(float(v) for v in grid.spacing))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(img, str(path), useCompression=True)
+    return path
 
 
 def _write_pet(rng, out: Path, study: StudyInfo, shapes, suv_lut, lesions, ct: A.Grid,
