@@ -212,7 +212,7 @@ class Worker:
 
 
 def worker_main(config_data: dict, name: str, stop: Any, runner: Runner | None = None,
-                log_level: str = "INFO") -> None:
+                log_level: str = "INFO", parent_pid: int | None = None) -> None:
     """Entry point of a spawned worker process (the config travels as plain data)."""
     configure_worker_logging(log_level)
     logging.getLogger("pynetdicom").setLevel("DEBUG" if log_level == "DEBUG" else "WARNING")
@@ -221,20 +221,21 @@ def worker_main(config_data: dict, name: str, stop: Any, runner: Runner | None =
     signal.signal(signal.SIGTERM, lambda *_: local.set())
     config = Config.model_validate(config_data)
     owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
-    _watch_stop(stop, local)
+    _watch_stop(stop, local, parent_pid or os.getppid())
     Worker(config, owner=owner, runner=runner, stop=local).run()
 
 
-def _watch_stop(shared: Any, local: threading.Event) -> None:
+def _watch_stop(shared: Any, local: threading.Event, parent: int) -> None:
     """Bridge the parent's stop event and the parent's death to this process's own event.
 
     Only `is_set()` is ever called on the shared multiprocessing Event: a process killed
     while blocked in its `wait()` leaves the Event's condition counting a sleeper that never
     wakes, and the parent's `set()` would then hang forever. A `kill -9` of `vpet serve`
     must not leave orphan workers holding the GPU either: the worker stops (after its
-    current job) when its parent is gone; the restarted node spawns fresh ones.
+    current job) when its parent is gone; the restarted node spawns fresh ones. `parent` is
+    the pid the spawning node passed: read here instead, it would already be 1 (init) when
+    the node died while this process was still importing torch, and the check never fire.
     """
-    parent = os.getppid()
 
     def watch() -> None:
         while not local.wait(0.25):
@@ -252,7 +253,8 @@ def spawn_worker(config: Config, index: int, stop: Any, runner: Runner | None = 
     ctx = mp.get_context("spawn")
     proc = ctx.Process(
         target=worker_main, name=f"vpet-worker-{index}",
-        args=(config.model_dump(mode="json"), f"w{index}", stop, runner, config.logging.level),
+        args=(config.model_dump(mode="json"), f"w{index}", stop, runner, config.logging.level,
+              os.getpid()),
         daemon=False,
     )
     proc.start()

@@ -84,3 +84,26 @@ def test_kill_sender_mid_send(make_config, tmp_path, dest_port):
     assert len(dest.counts) == 6  # everything delivered
     assert all(dest.counts[uid] == 1 for uid in before)  # recorded sends never repeated
     assert sum(dest.counts.values()) - 6 <= 1  # only the instance in flight, same UID
+
+
+def test_worker_whose_node_died_before_it_started_stops(make_config):
+    """A node killed while its worker was still starting (importing torch) must not leave the
+    worker running: it compares its parent with the pid the node passed, not with whatever
+    parent it finds once started (init, by then)."""
+    import multiprocessing as mp
+    import subprocess
+
+    from dicom_node.worker import worker_main
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that is no longer our worker's parent
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()  # never set: only the parent check can end the worker
+    proc = ctx.Process(target=worker_main, args=(make_config().model_dump(mode="json"), "w0",
+                                                  stop, None, "WARNING", gone.pid))
+    proc.start()
+    proc.join(90)
+    alive = proc.is_alive()
+    if alive:
+        proc.kill()
+    assert not alive and proc.exitcode == 0
