@@ -39,16 +39,16 @@ def test_orthanc_routes_a_study_and_receives_the_results(orthanc_site, phantom_c
                           {"Resources": [study_id], "Synchronous": True})
     assert answer.get("FailedInstancesCount", 0) == 0, answer
 
-    def result_series():
-        series = orthanc.get(f"/studies/{study_id}/series")
-        return series if len(series) >= 5 else None
+    def result_classes():
+        """SOP class -> series once every expected result is in Orthanc (they arrive one by
+        one: waiting for a series count alone raced with the last object)."""
+        classes = {}
+        for s in orthanc.get(f"/studies/{study_id}/series"):
+            instance = orthanc.get(f"/instances/{s['Instances'][0]}/tags?simplify")
+            classes[instance["SOPClassUID"]] = s
+        return classes if {PM, SEG, SC_MF, SR} <= set(classes) else None
 
-    series = wait_for(result_series, timeout=300, poll=0.5)
-    classes = {}
-    for s in series:
-        instance = orthanc.get(f"/instances/{s['Instances'][0]}/tags?simplify")
-        classes[instance["SOPClassUID"]] = s
-    assert {PM, SEG, SC_MF, SR} <= set(classes)
+    classes = wait_for(result_classes, timeout=300, poll=0.5)
     for sop_class in (SC_MF, SEG):
         (instance_id,) = classes[sop_class]["Instances"]
         frames = orthanc.get(f"/instances/{instance_id}/frames")
