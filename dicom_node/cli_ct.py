@@ -76,6 +76,18 @@ def _spacing(text: str) -> tuple[float, float, float]:
     return values[0], values[1], values[2]
 
 
+def _sampling(ctx: typer.Context, lesion_p: float, augment: bool, spacing: str, context: int,
+              crop: int | None, samples_per_epoch: int | None, lr: float | None,
+              val_data: Path | None, weight_floor: float, threads: int | None,
+              name: str | None, version: str) -> dict:
+    """The settings every CT trainer takes (data sampling, schedule, package identity)."""
+    return {"lesion_p": lesion_p, "augment": {} if augment else None,
+            "spacing_mm": _spacing(spacing), "context": context, "crop": crop,
+            "samples_per_epoch": samples_per_epoch, "lr": lr, "val_data": val_data,
+            "weight_floor": weight_floor, "threads": threads, "name": name,
+            "version": version, "command": _command(ctx)}
+
+
 def _config(**kw):
     from dicom_node.worker import resolve_device
     from training.ct_trainers import TrainConfig
@@ -118,11 +130,9 @@ def train_fcn(
                   weighted=loss == "weighted", vgg_weights=vgg16, seed=seed, device=device,
                   amp=amp, net={"width": width, "fc_channels": fc_channels, "dropout": dropout,
                        "batch_norm": batch_norm},
-                  lesion_p=lesion_p, augment={} if augment else None,
-                  spacing_mm=_spacing(spacing), context=context, crop=crop,
-                  samples_per_epoch=samples_per_epoch, lr=lr, val_data=val_data,
-                  weight_floor=weight_floor, threads=threads, name=name, version=version,
-                  command=_command(ctx))
+                  **_sampling(ctx, lesion_p, augment, spacing, context, crop,
+                              samples_per_epoch, lr, val_data, weight_floor, threads, name,
+                              version))
     _finish(run(cfg))
 
 
@@ -146,11 +156,9 @@ def train_pix2pix(
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", seed=seed, device=device, amp=amp,
                   net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
-                  lesion_p=lesion_p, augment={} if augment else None,
-                  spacing_mm=_spacing(spacing), context=context, crop=crop,
-                  samples_per_epoch=samples_per_epoch, lr=lr, val_data=val_data,
-                  weight_floor=weight_floor, threads=threads, name=name, version=version,
-                  command=_command(ctx))
+                  **_sampling(ctx, lesion_p, augment, spacing, context, crop,
+                              samples_per_epoch, lr, val_data, weight_floor, threads, name,
+                              version))
     _finish(run(cfg))
 
 

@@ -26,6 +26,13 @@ StepsOpt = Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps."
 ActOpt = Annotated[str, typer.Option("--activation", help="tanhshrink (paper) or tanh.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue OUT/checkpoint.pt.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+CasesOpt = Annotated[int, typer.Option(help="Phantom training cases (no --data).")]
+ShapeOpt = Annotated[int, typer.Option(help="Phantom MR size per axis (no --data).")]
+GridOpt = Annotated[float, typer.Option(help="Model grid spacing, mm.")]
+BaseOpt = Annotated[int, typer.Option(help="U-Net channels at level 0.")]
+DepthOpt = Annotated[int, typer.Option(help="U-Net poolings.")]
+BatchSizeOpt = Annotated[int, typer.Option(help="Volumes per micro-batch.")]
+ValEveryOpt = Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")]
 
 
 def _device(device: str) -> str:
@@ -66,15 +73,15 @@ def train_ganbert(
     = False,
     resume: ResumeOpt = True, device: DeviceOpt = "auto",
     bert: Annotated[str, typer.Option(help="BERT size: base (paper), small or tiny.")] = "base",
-    cases: Annotated[int, typer.Option(help="Phantom training cases (no --data).")] = 8,
-    shape: Annotated[int, typer.Option(help="Phantom MR size per axis (no --data).")] = 128,
-    spacing: Annotated[float, typer.Option(help="Model grid spacing, mm.")] = 2.0,
-    base: Annotated[int, typer.Option(help="U-Net channels at level 0.")] = 16,
-    depth: Annotated[int, typer.Option(help="U-Net poolings.")] = 4,
+    cases: CasesOpt = 8,
+    shape: ShapeOpt = 128,
+    spacing: GridOpt = 2.0,
+    base: BaseOpt = 16,
+    depth: DepthOpt = 4,
     lr: Annotated[float, typer.Option(help="Adam learning rate (paper 1e-4).")] = 1e-4,
     accum: Annotated[int, typer.Option(help="Gradient accumulation (paper 2).")] = 2,
-    batch_size: Annotated[int, typer.Option(help="Volumes per micro-batch.")] = 2,
-    val_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = 200,
+    batch_size: BatchSizeOpt = 2,
+    val_every: ValEveryOpt = 200,
     checkpointing: Annotated[bool, typer.Option(
         help="Gradient checkpointing (paper; saves memory, costs time).")] = True,
     nsp_weight: Annotated[float, typer.Option(help="Weight of the NSP (adversarial) loss "
@@ -104,15 +111,15 @@ def train_ganbert(
 def train_pix2pix3d(
     out: OutOpt, data: DataOpt = None, tiny: TinyOpt = False, steps: StepsOpt = 1000,
     activation: ActOpt = "tanh", resume: ResumeOpt = True, device: DeviceOpt = "auto",
-    cases: Annotated[int, typer.Option(help="Phantom training cases (no --data).")] = 8,
-    shape: Annotated[int, typer.Option(help="Phantom MR size per axis (no --data).")] = 128,
-    spacing: Annotated[float, typer.Option(help="Model grid spacing, mm.")] = 2.0,
-    base: Annotated[int, typer.Option(help="U-Net channels at level 0.")] = 16,
-    depth: Annotated[int, typer.Option(help="U-Net poolings.")] = 4,
+    cases: CasesOpt = 8,
+    shape: ShapeOpt = 128,
+    spacing: GridOpt = 2.0,
+    base: BaseOpt = 16,
+    depth: DepthOpt = 4,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
     accum: Annotated[int, typer.Option(help="Gradient accumulation.")] = 2,
-    batch_size: Annotated[int, typer.Option(help="Volumes per micro-batch.")] = 2,
-    val_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = 200,
+    batch_size: BatchSizeOpt = 2,
+    val_every: ValEveryOpt = 200,
     seed: int = 0,
 ) -> None:
     """Train the pix2pix-3D baseline (3D U-Net + PatchGAN-3D) MR -> PET."""
