@@ -102,3 +102,13 @@ def test_train_fcn_with_lesion_centred_augmented_crops(data, tmp_path):
     config = pkg.manifest["training"]["config"]
     assert config["lesion_p"] == 1.0 and config["augment"] == {}
     assert pkg.manifest["architecture"]["params"]["batch_norm"] is True
+
+
+def test_train_fcn_mines_hard_negatives_each_epoch(data, tmp_path, caplog):
+    cfg = _cfg(data, tmp_path, net={"width": 1 / 16, "fc_channels": 8}, crop=32,
+               lesion_p=0.3, negative_p=0.5, samples_per_epoch=8)
+    with caplog.at_level("INFO", logger="training.ct_trainers.hard_negatives"):
+        train_fcn(cfg)
+    assert any("hard negatives:" in r.getMessage() for r in caplog.records)
+    pkg, _ = _check_package(tmp_path / "pkg", build_fcn4s, "fcn4s", data)
+    assert pkg.manifest["training"]["config"]["negative_p"] == 0.5

@@ -77,7 +77,7 @@ def make_loader(slices: SliceSet, cfg: TrainConfig, batch_size: int, gen: torch.
         log.info("%d hot regions to centre %.0f%% of the crops on", len(regions),
                  100 * cfg.lesion_p if regions else 0)
         sampler = PatchSampler(slices, regions, cfg.samples_per_epoch or len(slices),
-                               cfg.lesion_p, cfg.crop, cfg.hot_boost, gen)
+                               cfg.lesion_p, cfg.crop, cfg.hot_boost, gen, cfg.negative_p)
     loader = DataLoader(_Indices(len(slices)), batch_size=batch_size, sampler=sampler,
                         collate_fn=collate)
     return loader, sampler if isinstance(sampler, DistributedSampler) else None

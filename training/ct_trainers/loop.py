@@ -25,6 +25,8 @@ from training.ct_trainers.checkpoint import load_checkpoint, save_checkpoint
 from training.ct_trainers.config import TrainConfig
 from training.ct_trainers.curves import plot_curves
 from training.ct_trainers.data import load_split, make_loader, validate
+from training.ct_trainers.hard_negatives import false_hot_regions
+from training.ct_trainers.sampling import PatchSampler
 from training.slices import CT_WINDOW, SliceSet
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,9 @@ def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Mod
                 R.set_lr(opt, base_lr[name] * factor)
             if dist_sampler is not None:
                 dist_sampler.set_epoch(epoch)
+            if cfg.negative_p > 0 and isinstance(loader.sampler, PatchSampler):
+                train_mode(False)
+                loader.sampler.negatives = false_hot_regions(package.predict, train_pairs)
             train_mode(True)
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader), info="")
             sums: dict[str, float] = {}

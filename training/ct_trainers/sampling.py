@@ -73,13 +73,18 @@ def hot_regions(pairs: Sequence[Pair], threshold: float = HOT_SUV, min_voxels: i
 
 
 class PatchSampler(Sampler):
-    """Yields (slice index, centre y, centre x) or (slice index, -1, -1) for a random crop."""
+    """Yields (slice index, centre y, centre x) or (slice index, -1, -1) for a random crop.
+
+    `negatives` (set between epochs by hard-negative mining) are regions the network paints hot
+    where the PET is cold; `negative_p` of the crops are centred on them when there are any."""
 
     def __init__(self, slices: SliceSet, regions: list[tuple[int, np.ndarray]], n: int,
                  lesion_p: float, crop: int | None, hot_boost: float,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, negative_p: float = 0.0) -> None:
         self.slices, self.regions, self.n = slices, regions, n
         self.lesion_p = lesion_p if regions else 0.0
+        self.negative_p = negative_p
+        self.negatives: list[tuple[int, np.ndarray]] = []
         self.crop, self.gen = crop, generator
         self.first = {}
         for i, (p, _k) in enumerate(slices.index):
@@ -91,17 +96,25 @@ class PatchSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
         g = self.gen
+        negative_p = self.negative_p if self.negatives else 0.0
         for _ in range(self.n):
-            if float(torch.rand(1, generator=g)) < self.lesion_p:
-                p, voxels = self.regions[int(torch.randint(len(self.regions), (1,), generator=g))]
-                z, y, x = (int(v) for v in voxels[int(torch.randint(len(voxels), (1,),
-                                                                      generator=g))])
-                jitter = (self.crop or 64) // 3
-                dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=g))
-                yield self.first[p] + z, y + dy, x + dx
+            u = float(torch.rand(1, generator=g))
+            if u < self.lesion_p:
+                yield self._centred(self.regions)
+            elif u < self.lesion_p + negative_p:
+                yield self._centred(self.negatives)
             else:
                 i = int(torch.multinomial(self.weights, 1, generator=g))
                 yield i, -1, -1
+
+    def _centred(self, regions: list[tuple[int, np.ndarray]]) -> tuple[int, int, int]:
+        """A jittered centre on a random voxel of a random region (each region equally often)."""
+        g = self.gen
+        p, voxels = regions[int(torch.randint(len(regions), (1,), generator=g))]
+        z, y, x = (int(v) for v in voxels[int(torch.randint(len(voxels), (1,), generator=g))])
+        jitter = (self.crop or 64) // 3
+        dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=g))
+        return self.first[p] + z, y + dy, x + dx
 
 
 def patch_batch(slices: SliceSet, items: Sequence[tuple[int, int, int] | int], crop: int | None,
