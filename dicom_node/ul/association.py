@@ -36,6 +36,7 @@ from dicom_node.ul.pdu import (
     encode_release_rp,
     iter_pdvs,
     parse_associate_rq,
+    use_kernel_timeouts,
 )
 
 logger = logging.getLogger("dicom_node.scp")
@@ -103,7 +104,10 @@ class Association:
             if not self._associate(reader):
                 return
             established = True
-            self.sock.settimeout(self.settings.idle_timeout_s)
+            if isinstance(self.sock, ssl.SSLSocket):  # TLS reads take no flags
+                self.sock.settimeout(self.settings.idle_timeout_s)
+            else:
+                reader.flags = use_kernel_timeouts(self.sock, self.settings.idle_timeout_s)
             outcome = self._serve(reader)
             self.notify(outcome)
         except PeerClosed:

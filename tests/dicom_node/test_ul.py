@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 import pydicom
 import pytest
@@ -211,6 +212,26 @@ def test_silent_connection_is_dropped_after_the_associate_timeout(make_config):
             sock.settimeout(10)
             kind, _ = _read_pdu(sock)  # nothing sent: the node gives up first
             assert kind in (P.ABORT, -1)
+        _still_serves(node)
+    finally:
+        node.stop()
+
+
+def test_sender_stalled_mid_dataset_is_aborted_after_the_idle_timeout(make_config, tmp_path):
+    """Established association, half a dataset, then silence: aborted after idle_timeout_s
+    (kernel receive timeout on the blocking socket), no partial file left, node serves on."""
+    node = Node(make_config(node={"ae_title": "VPET", "port": free_port(),
+                                     "idle_timeout_s": 0.5})).start()
+    try:
+        ds, dataset = _one_slice(tmp_path)
+        with _open_store(node, ds) as sock:
+            sock.sendall(_pdata(1, 0x00, dataset[:200]))
+            sock.settimeout(10)
+            started = time.monotonic()
+            kind, _ = _read_pdu(sock)
+            assert kind in (P.ABORT, -1)
+            assert 0.4 < time.monotonic() - started < 8
+        assert wait_for(lambda: not list(node.config.incoming_dir.rglob("*.tmp")), timeout=10)
         _still_serves(node)
     finally:
         node.stop()
