@@ -15,7 +15,6 @@ import errno
 import logging
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,15 @@ from dicom_node.config import Config
 from dicom_node.db import Database, record_event
 from dicom_node.header_scan import scan_header
 from dicom_node.records import ReceivedInstance, mark_released, record_instance
-from dicom_node.storage import DiskGuard, discard, instance_path, publish_durably, validate_uid
+from dicom_node.storage import (
+    DiskGuard,
+    discard,
+    fd_path,
+    instance_path,
+    open_temp,
+    publish_durably,
+    validate_uid,
+)
 from dicom_node.ul.pdu import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
 from pipeline.errors import InputError, OutOfResources, VpetError
 
@@ -86,7 +93,7 @@ class IncomingFile:
         self.sop_class, self.sop_instance = sop_class, sop_instance
         self.transfer_syntax = transfer_syntax
         self.head = bytearray()  # the dataset's first bytes, for header_scan
-        self.fd, self.name = tempfile.mkstemp(prefix=".incoming-", suffix=".tmp", dir=folder)
+        self.fd, self.name = open_temp(folder)  # name None: unnamed until published
         try:
             self._write_all(_part10_header(sop_class, sop_instance, transfer_syntax,
                                            calling_ae))
@@ -167,7 +174,7 @@ def header_facts(incoming: IncomingFile) -> dict[str, str]:
     """Header attributes from the first received bytes, else from the file (pydicom)."""
     facts = scan_header(bytes(incoming.head), incoming.transfer_syntax)
     if facts is None:
-        facts = parse_header(incoming.name)
+        facts = parse_header(incoming.name or fd_path(incoming.fd))
     for keyword, tag in _REQUIRED.items():
         if not facts.get(keyword, "").strip():
             raise InputError(f"missing {tag} {keyword}")

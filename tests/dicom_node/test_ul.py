@@ -3,6 +3,7 @@ association with a clear outcome, leave nothing half-written, and the node serve
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
@@ -170,12 +171,28 @@ def _open_store(node: Node, ds: pydicom.Dataset, message_id: int = 1) -> socket.
     return sock
 
 
+def _files_being_received(node: Node) -> list[str]:
+    """Temp files the in-process node holds open under its partial folder (unnamed O_TMPFILE
+    files show in /proc as '<folder>/#<inode> (deleted)'), plus any named leftovers."""
+    partial = str(node.config.incoming_dir / ".partial")
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(partial + "/"):
+            held.append(target)
+    return held + [str(p) for p in node.config.incoming_dir.rglob("*.tmp")]
+
+
 def test_peer_vanishing_mid_dataset_leaves_nothing(node, tmp_path):
     ds, dataset = _one_slice(tmp_path)
     with _open_store(node, ds) as sock:
         sock.sendall(_pdata(1, 0x00, dataset[:200]))  # first fragment only, then gone
-        assert wait_for(lambda: list(node.config.incoming_dir.rglob("*.tmp")), timeout=10)
-    assert wait_for(lambda: not list(node.config.incoming_dir.rglob("*.tmp")), timeout=10)
+        assert wait_for(lambda: _files_being_received(node), timeout=10)
+    assert wait_for(lambda: not _files_being_received(node), timeout=10)
+    assert not list((node.config.incoming_dir / ".partial").iterdir())
     with node.db.session() as s:
         assert not list(s.scalars(select(Instance)))
     _still_serves(node)
@@ -231,7 +248,7 @@ def test_sender_stalled_mid_dataset_is_aborted_after_the_idle_timeout(make_confi
             kind, _ = _read_pdu(sock)
             assert kind in (P.ABORT, -1)
             assert 0.4 < time.monotonic() - started < 8
-        assert wait_for(lambda: not list(node.config.incoming_dir.rglob("*.tmp")), timeout=10)
+        assert wait_for(lambda: not _files_being_received(node), timeout=10)
         _still_serves(node)
     finally:
         node.stop()
