@@ -47,6 +47,9 @@ LesionOpt = Annotated[float, typer.Option(help="Share of crops centred on a hot 
 NegativeOpt = Annotated[float, typer.Option(help="Share of crops centred on regions the "
                                             "network paints hot where the PET is cold, mined "
                                             "each epoch (hard negatives; 0 = off).")]
+NegStudiesOpt = Annotated[int | None, typer.Option(help="Mine hard negatives in a random subset "
+                                                  "of this many training studies per epoch "
+                                                  "(default all).", min=1)]
 AugOpt = Annotated[bool, typer.Option("--augment/--no-augment", help="Zoom, rotation, HU "
                                       "offset and CT noise per sample.")]
 
@@ -79,12 +82,14 @@ def _spacing(text: str) -> tuple[float, float, float]:
     return values[0], values[1], values[2]
 
 
-def _sampling(ctx: typer.Context, lesion_p: float, negative_p: float, augment: bool, spacing: str, context: int,
+def _sampling(ctx: typer.Context, lesion_p: float, negative_p: float,
+              negative_studies: int | None, augment: bool, spacing: str, context: int,
               crop: int | None, samples_per_epoch: int | None, lr: float | None,
               val_data: Path | None, weight_floor: float, threads: int | None,
               name: str | None, version: str) -> dict:
     """The settings every CT trainer takes (data sampling, schedule, package identity)."""
-    return {"lesion_p": lesion_p, "negative_p": negative_p, "augment": {} if augment else None,
+    return {"lesion_p": lesion_p, "negative_p": negative_p,
+            "negative_studies": negative_studies, "augment": {} if augment else None,
             "spacing_mm": _spacing(spacing), "context": context, "crop": crop,
             "samples_per_epoch": samples_per_epoch, "lr": lr, "val_data": val_data,
             "weight_floor": weight_floor, "threads": threads, "name": name,
@@ -121,7 +126,7 @@ def train_fcn(
     samples_per_epoch: SamplesOpt = None, lr: LrOpt = None, val_data: ValOpt = None,
     weight_floor: FloorOpt = 0.0, threads: ThreadsOpt = None, name: NameOpt = None,
     version: VersionOpt = "0.1.0", lesion_p: LesionOpt = 0.5, negative_p: NegativeOpt = 0.0,
-    augment: AugOpt = True,
+    negative_studies: NegStudiesOpt = None, augment: AugOpt = True,
     dropout: Annotated[float, typer.Option(help="fc6/fc7 dropout (paper 0.5 at 4096 "
                                            "channels).")] = 0.5,
     batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN "
@@ -134,9 +139,9 @@ def train_fcn(
                   weighted=loss == "weighted", vgg_weights=vgg16, seed=seed, device=device,
                   amp=amp, net={"width": width, "fc_channels": fc_channels, "dropout": dropout,
                        "batch_norm": batch_norm},
-                  **_sampling(ctx, lesion_p, negative_p, augment, spacing, context, crop,
-                              samples_per_epoch, lr, val_data, weight_floor, threads, name,
-                              version))
+                  **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
+                              context, crop, samples_per_epoch, lr, val_data, weight_floor,
+                              threads, name, version))
     _finish(run(cfg))
 
 
@@ -152,7 +157,7 @@ def train_pix2pix(
     samples_per_epoch: SamplesOpt = None, lr: LrOpt = None, val_data: ValOpt = None,
     weight_floor: FloorOpt = 0.0, threads: ThreadsOpt = None, name: NameOpt = None,
     version: VersionOpt = "0.1.0", lesion_p: LesionOpt = 0.5, negative_p: NegativeOpt = 0.0,
-    augment: AugOpt = True,
+    negative_studies: NegStudiesOpt = None, augment: AugOpt = True,
 ) -> None:
     """Train pix2pix (U-Net generator + 70x70 PatchGAN) CT -> SUV; writes a `pix2pix_unet`
     package (the generator)."""
@@ -161,9 +166,9 @@ def train_pix2pix(
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", seed=seed, device=device, amp=amp,
                   net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
-                  **_sampling(ctx, lesion_p, negative_p, augment, spacing, context, crop,
-                              samples_per_epoch, lr, val_data, weight_floor, threads, name,
-                              version))
+                  **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
+                              context, crop, samples_per_epoch, lr, val_data, weight_floor,
+                              threads, name, version))
     _finish(run(cfg))
 
 

@@ -31,7 +31,8 @@ def trained(tmp_path_factory):
     assert fcn.exit_code == 0, fcn.output
     cgan = runner.invoke(app, ["train", "pix2pix", "--data", str(root / "data"), "--out",
                                str(root / "cgan"), "--ngf", "4", "--ndf", "4", "--num-downs", "5",
-                               "--context", "3", *TINY])
+                               "--context", "3", "--negative-p", "0.2", "--negative-studies", "1",
+                               *TINY])
     assert cgan.exit_code == 0, cgan.output
     blend = runner.invoke(app, ["train", "blend", "--fcn", str(root / "fcn"), "--cgan",
                                 str(root / "cgan"), "--out", str(root / "blend")])
@@ -45,6 +46,7 @@ def test_train_commands_write_loadable_packages(trained):
     assert cgan.manifest["architecture"]["name"] == "pix2pix_unet"
     assert fcn.manifest["training"]["config"]["weighted"] is False  # --loss plain
     assert cgan.manifest["training"]["config"]["weighted"] is True
+    assert cgan.manifest["training"]["config"]["negative_studies"] == 1
     assert fcn.manifest["training"]["command"].startswith("vpet train fcn --data")
     assert "--loss plain" in fcn.manifest["training"]["command"]
     blend = load_package(trained / "blend")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.ct_trainers.hard_negatives import false_hot_regions
+from training.ct_trainers.hard_negatives import false_hot_regions, mine_negatives
 from training.ct_trainers.sampling import PatchSampler, hot_regions, patch_batch
 from training.pairs import Pair
 from training.slices import SliceSet
@@ -50,3 +50,23 @@ def test_negative_crops_show_the_false_hot_region():
     cyst_in_crop = (x[:, 1] < -0.1).flatten(1).any(1)  # 10 HU -> -0.15, 50 HU -> 0.05
     assert bool(cyst_in_crop.all())
     assert float(y.max()) < 6.0  # never the lesion: 16-voxel crops around (20, 20)
+
+
+def test_mining_a_subset_keeps_indices_into_the_whole_training_set():
+    cold = Pair(np.full((10, 64, 80), 50.0, np.float32), np.full((10, 64, 80), 1.9, np.float32),
+                (0.0, 0.0, 0.0), (3.0, 3.0, 3.0), "cold")
+    pairs = [cold, cold, _pair(), cold, cold]  # only pair 2 has a false hot region
+    seen, predicted = set(), []
+
+    def predict(ct: np.ndarray) -> np.ndarray:
+        predicted.append(ct)
+        return _hypodense_is_hot(ct)
+
+    for seed in range(12):
+        predicted.clear()
+        regions = mine_negatives(predict, pairs, 2, torch.Generator().manual_seed(seed))
+        assert len(predicted) == 2  # only the subset is predicted
+        seen |= {p for p, _ in regions}
+    assert seen == {2}  # pair 2 was drawn in some epoch, and kept its index
+    everything = mine_negatives(predict, pairs, None, torch.Generator())
+    assert [p for p, _ in everything] == [2]

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from training.ct_trainers.sampling import HOT_SUV
@@ -46,3 +47,17 @@ def false_hot_regions(predict: Callable[[np.ndarray], np.ndarray], pairs: Sequen
                 out.append((p, voxels + np.array([s.start for s in box])))
     log.info("hard negatives: %d false hot regions in %d training studies", len(out), len(pairs))
     return out
+
+
+def mine_negatives(predict: Callable[[np.ndarray], np.ndarray], pairs: Sequence[Pair],
+                   studies: int | None, generator: torch.Generator
+                   ) -> list[tuple[int, np.ndarray]]:
+    """`false_hot_regions` of a random subset of `studies` pairs (all when None), with pair
+    indices into `pairs`. Why: predicting every study costs as much as a third of an epoch
+    once the training set reaches a few hundred studies; a fresh subset each epoch still
+    reaches every study over a few epochs."""
+    if studies is None or studies >= len(pairs):
+        return false_hot_regions(predict, pairs)
+    chosen = sorted(torch.randperm(len(pairs), generator=generator)[:studies].tolist())
+    regions = false_hot_regions(predict, [pairs[i] for i in chosen])
+    return [(chosen[p], voxels) for p, voxels in regions]

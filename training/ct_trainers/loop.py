@@ -25,7 +25,7 @@ from training.ct_trainers.checkpoint import load_checkpoint, save_checkpoint
 from training.ct_trainers.config import TrainConfig
 from training.ct_trainers.curves import plot_curves
 from training.ct_trainers.data import load_split, make_loader, validate
-from training.ct_trainers.hard_negatives import false_hot_regions
+from training.ct_trainers.hard_negatives import mine_negatives
 from training.ct_trainers.sampling import PatchSampler
 from training.slices import CT_WINDOW, SliceSet
 
@@ -89,7 +89,8 @@ def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Mod
                 dist_sampler.set_epoch(epoch)
             if cfg.negative_p > 0 and isinstance(loader.sampler, PatchSampler):
                 train_mode(False)
-                loader.sampler.negatives = false_hot_regions(package.predict, train_pairs)
+                loader.sampler.negatives = mine_negatives(package.predict, train_pairs,
+                                                          cfg.negative_studies, gen)
             train_mode(True)
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader), info="")
             sums: dict[str, float] = {}
