@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from training.pairs import build_pair, find_studies, load_pairs
+from training.pairs import Pair, build_pair, find_studies, load_pairs
 from training.phantoms.abdomen import make_case
+from training.slices import SliceSet
 
 SPACING = (6.0, 6.0, 6.0)
 
@@ -53,3 +55,19 @@ def test_cache_skips_dicom(root, tmp_path, monkeypatch):
     second = load_pairs(folder, SPACING, tmp_path)
     for a, b in zip(first, second, strict=True):
         assert np.array_equal(a.suv, b.suv) and a.origin == pytest.approx(b.origin)
+
+
+def test_compact_pair_halves_memory_and_keeps_values():
+    rng = np.random.default_rng(0)
+    ct = rng.uniform(-1000, 1500, (6, 20, 24)).astype(np.float32)
+    suv = rng.uniform(0, 20, (6, 20, 24)).astype(np.float32)
+    pair = Pair(ct, suv, (0.0, 0.0, 0.0), (2.0, 2.0, 3.0), "uid")
+    small = pair.compact()
+    assert small.ct.nbytes + small.suv.nbytes == (ct.nbytes + suv.nbytes) // 2
+    assert np.abs(small.ct - ct).max() <= 0.5
+    assert np.abs(small.suv.astype(np.float32) - suv).max() <= 0.01
+    slices = SliceSet([small], context=3, multiple=8)
+    assert slices.inputs[0].dtype == torch.float16
+    x, y = slices.batch([2, 3])
+    assert x.dtype == y.dtype == torch.float32
+    assert np.abs(y[0, 0, :20, :24].numpy() - suv[2]).max() <= 0.01

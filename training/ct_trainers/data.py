@@ -33,12 +33,14 @@ def load_split(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
     if not pairs:
         raise ValueError(f"no paired PET/CT studies under {cfg.data}")
     if cfg.val_data is not None:
+        for i, pair in enumerate(pairs):  # one by one: the float32 copies go as we go
+            pairs[i] = pair.compact()
         return pairs, load_pairs(cfg.val_data, cfg.spacing_mm, cache)
     order = np.random.default_rng(cfg.seed).permutation(len(pairs))
     n_val = round(len(pairs) * cfg.val_fraction) if len(pairs) > 1 else 0
     n_val = min(max(n_val, 1 if len(pairs) > 1 else 0), len(pairs) - 1)
     val = [pairs[i] for i in order[:n_val]]
-    train = [pairs[i] for i in order[n_val:]]
+    train = [pairs[i].compact() for i in order[n_val:]]
     if not val:
         log.warning("only one study: validating on the training study")
         val = train

@@ -134,7 +134,7 @@ def patch_batch(slices: SliceSet, items: Sequence[tuple[int, int, int] | int], c
         if cy < 0:  # random crop: any centre that keeps most of the crop inside the slice
             cy = _uniform(crop / 2, max(h - crop / 2, crop / 2), gen)
             cx = _uniform(crop / 2, max(w - crop / 2, crop / 2), gen)
-        x, y = _warp(torch.cat([tx, ty]), float(cy), float(cx), crop, aug, gen)
+        x, y = _warp(torch.cat([tx, ty]).float(), float(cy), float(cx), crop, aug, gen)
         xs.append(x[:-1])
         ys.append(y)
     x = torch.stack(xs)
