@@ -50,6 +50,9 @@ NegativeOpt = Annotated[float, typer.Option(help="Share of crops centred on regi
 NegStudiesOpt = Annotated[int | None, typer.Option(help="Mine hard negatives in a random subset "
                                                   "of this many training studies per epoch "
                                                   "(default all).", min=1)]
+AverageOpt = Annotated[int, typer.Option(help="Export the mean weights of the last N epochs "
+                                          "(smooths the epoch-to-epoch swing; 1 = last epoch).",
+                                          min=1)]
 AugOpt = Annotated[bool, typer.Option("--augment/--no-augment", help="Zoom, rotation, HU "
                                       "offset and CT noise per sample.")]
 
@@ -86,9 +89,9 @@ def _sampling(ctx: typer.Context, lesion_p: float, negative_p: float,
               negative_studies: int | None, augment: bool, spacing: str, context: int,
               crop: int | None, samples_per_epoch: int | None, lr: float | None,
               val_data: Path | None, weight_floor: float, threads: int | None,
-              name: str | None, version: str) -> dict:
+              name: str | None, version: str, average_last: int) -> dict:
     """The settings every CT trainer takes (data sampling, schedule, package identity)."""
-    return {"lesion_p": lesion_p, "negative_p": negative_p,
+    return {"average_last": average_last, "lesion_p": lesion_p, "negative_p": negative_p,
             "negative_studies": negative_studies, "augment": {} if augment else None,
             "spacing_mm": _spacing(spacing), "context": context, "crop": crop,
             "samples_per_epoch": samples_per_epoch, "lr": lr, "val_data": val_data,
@@ -126,7 +129,7 @@ def train_fcn(
     samples_per_epoch: SamplesOpt = None, lr: LrOpt = None, val_data: ValOpt = None,
     weight_floor: FloorOpt = 0.0, threads: ThreadsOpt = None, name: NameOpt = None,
     version: VersionOpt = "0.1.0", lesion_p: LesionOpt = 0.5, negative_p: NegativeOpt = 0.0,
-    negative_studies: NegStudiesOpt = None, augment: AugOpt = True,
+    negative_studies: NegStudiesOpt = None, augment: AugOpt = True, average_last: AverageOpt = 1,
     dropout: Annotated[float, typer.Option(help="fc6/fc7 dropout (paper 0.5 at 4096 "
                                            "channels).")] = 0.5,
     batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN "
@@ -141,7 +144,7 @@ def train_fcn(
                        "batch_norm": batch_norm},
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
-                              threads, name, version))
+                              threads, name, version, average_last))
     _finish(run(cfg))
 
 
@@ -157,7 +160,7 @@ def train_pix2pix(
     samples_per_epoch: SamplesOpt = None, lr: LrOpt = None, val_data: ValOpt = None,
     weight_floor: FloorOpt = 0.0, threads: ThreadsOpt = None, name: NameOpt = None,
     version: VersionOpt = "0.1.0", lesion_p: LesionOpt = 0.5, negative_p: NegativeOpt = 0.0,
-    negative_studies: NegStudiesOpt = None, augment: AugOpt = True,
+    negative_studies: NegStudiesOpt = None, augment: AugOpt = True, average_last: AverageOpt = 1,
 ) -> None:
     """Train pix2pix (U-Net generator + 70x70 PatchGAN) CT -> SUV; writes a `pix2pix_unet`
     package (the generator)."""
@@ -168,7 +171,7 @@ def train_pix2pix(
                   net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
-                              threads, name, version))
+                              threads, name, version, average_last))
     _finish(run(cfg))
 
 

@@ -27,7 +27,8 @@ def trained(tmp_path_factory):
     runner = CliRunner()
     fcn = runner.invoke(app, ["train", "fcn", "--data", str(root / "data"), "--out",
                               str(root / "fcn"), "--width", "0.0625", "--fc-channels", "8",
-                              "--context", "3", "--loss", "plain", *TINY])
+                              "--context", "3", "--loss", "plain", "--average-last", "2",
+                              *TINY])
     assert fcn.exit_code == 0, fcn.output
     cgan = runner.invoke(app, ["train", "pix2pix", "--data", str(root / "data"), "--out",
                                str(root / "cgan"), "--ngf", "4", "--ndf", "4", "--num-downs", "5",
@@ -47,6 +48,8 @@ def test_train_commands_write_loadable_packages(trained):
     assert fcn.manifest["training"]["config"]["weighted"] is False  # --loss plain
     assert cgan.manifest["training"]["config"]["weighted"] is True
     assert cgan.manifest["training"]["config"]["negative_studies"] == 1
+    assert fcn.manifest["training"]["config"]["average_last"] == 2
+    assert fcn.manifest["metrics"]["averaged_epochs"] == [1]  # one epoch trained so far
     assert fcn.manifest["training"]["command"].startswith("vpet train fcn --data")
     assert "--loss plain" in fcn.manifest["training"]["command"]
     blend = load_package(trained / "blend")

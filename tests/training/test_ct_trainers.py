@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -112,3 +113,20 @@ def test_train_fcn_mines_hard_negatives_each_epoch(data, tmp_path, caplog):
     assert any("hard negatives:" in r.getMessage() for r in caplog.records)
     pkg, _ = _check_package(tmp_path / "pkg", build_fcn4s, "fcn4s", data)
     assert pkg.manifest["training"]["config"]["negative_p"] == 0.5
+
+
+def test_average_last_exports_the_mean_of_the_last_epochs(data, tmp_path):
+    cfg = _cfg(data, tmp_path, net={"width": 1 / 16, "fc_channels": 8}, average_last=2)
+    train_fcn(dataclasses.replace(cfg, epochs=3))
+    snaps = sorted((tmp_path / "work" / "snapshots").glob("*.safetensors"))
+    assert [p.name for p in snaps] == ["epoch0002.safetensors", "epoch0003.safetensors"]
+    two, three = (load_file(str(p)) for p in snaps)
+    exported = load_file(str(tmp_path / "pkg" / "model.safetensors"))
+    key = next(k for k, v in exported.items() if v.is_floating_point() and v.dim() == 4)
+    assert not torch.equal(two[key], three[key])  # the epochs differ, so the mean is new
+    torch.testing.assert_close(exported[key], (two[key] + three[key]) / 2)
+    manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    assert manifest["metrics"]["averaged_epochs"] == [2, 3]
+    assert np.isfinite(manifest["metrics"]["val_mae"])
+    last = load_file(str(tmp_path / "work" / "checkpoint" / "checkpoint.safetensors"))
+    torch.testing.assert_close(last["net." + key], three[key])  # resume goes on from epoch 3

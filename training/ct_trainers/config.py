@@ -38,6 +38,7 @@ class TrainConfig:
     negative_p: float = 0.0  # share centred on mined false hot regions (hard_negatives.py)
     negative_studies: int | None = None  # mine a random subset of this many studies; None: all
     augment: dict | None = field(default_factory=dict)  # sampling.Augment ranges; None = off
+    average_last: int = 1  # export the mean weights of the last N epochs (averaging.py)
     samples_per_epoch: int | None = None  # slices drawn per epoch; None: all training slices
     net: dict = field(default_factory=dict)  # architecture params (width, ngf, num_downs, ...)
     vgg_weights: Path | None = None  # FCN only: torchvision-named VGG-16 safetensors

@@ -21,6 +21,7 @@ from torch import nn
 
 from pipeline.models.package import ModelPackage, save_package
 from training.ct_trainers import runtime as R
+from training.ct_trainers.averaging import average_snapshots, save_snapshot
 from training.ct_trainers.checkpoint import load_checkpoint, save_checkpoint
 from training.ct_trainers.config import TrainConfig
 from training.ct_trainers.curves import plot_curves
@@ -110,6 +111,8 @@ def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Mod
             log.info("epoch %d/%d (%.0f s): %s", epoch + 1, cfg.epochs,
                      time.monotonic() - started, json.dumps(record))
             if rt.main:
+                if cfg.average_last > 1:
+                    save_snapshot(export, work, epoch + 1, cfg.average_last)
                 save_checkpoint(work / "checkpoint", {k: R.unwrap(m) for k, m in modules.items()},
                                 optimizers, {"epoch": epoch + 1, "history": history, "arch": arch},
                                 gen)
@@ -118,8 +121,20 @@ def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Mod
     if rt.main:
         train_mode(False)
         metrics = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}
+        if cfg.average_last > 1 and history:
+            metrics = _average_into(export, work, history[-1]["epoch"], cfg.average_last,
+                                    package.predict, val_pairs)
         save_package(Path(cfg.out), export, manifest(cfg, arch, params, metrics, history))
         if (work / "curves.png").is_file():
             (Path(cfg.out) / "curves.png").write_bytes((work / "curves.png").read_bytes())
         log.info("wrote %s package to %s", arch, cfg.out)
     return Path(cfg.out)
+
+
+def _average_into(export: nn.Module, work: Path, last_epoch: int, count: int,
+                  predict: Callable, val_pairs: list) -> dict:
+    """Load the mean of the last `count` epochs' weights into `export`; its validation."""
+    state, epochs = average_snapshots(work, last_epoch, count)
+    export.load_state_dict(state)
+    log.info("exporting the mean weights of epochs %s", epochs)
+    return {"averaged_epochs": epochs, **validate(predict, val_pairs)}
