@@ -53,6 +53,13 @@ NegStudiesOpt = Annotated[int | None, typer.Option(help="Mine hard negatives in 
 AverageOpt = Annotated[int, typer.Option(help="Export the mean weights of the last N epochs "
                                           "(smooths the epoch-to-epoch swing; 1 = last epoch).",
                                           min=1)]
+AntialiasOpt = Annotated[bool, typer.Option("--antialias/--no-antialias", help="Low-pass "
+                                           "the CT to the model grid before resampling (grid-"
+                                           "independent input; recorded in the manifest).")]
+InitOpt = Annotated[Path | None, typer.Option("--init", help="Start from this model "
+                                              "package's weights (a blend: its member of this "
+                                              "architecture); fine-tuning.", exists=True,
+                                              file_okay=False)]
 AugOpt = Annotated[bool, typer.Option("--augment/--no-augment", help="Zoom, rotation, HU "
                                       "offset and CT noise per sample.")]
 
@@ -130,6 +137,7 @@ def train_fcn(
     weight_floor: FloorOpt = 0.0, threads: ThreadsOpt = None, name: NameOpt = None,
     version: VersionOpt = "0.1.0", lesion_p: LesionOpt = 0.5, negative_p: NegativeOpt = 0.0,
     negative_studies: NegStudiesOpt = None, augment: AugOpt = True, average_last: AverageOpt = 1,
+    antialias: AntialiasOpt = True, init: InitOpt = None,
     dropout: Annotated[float, typer.Option(help="fc6/fc7 dropout (paper 0.5 at 4096 "
                                            "channels).")] = 0.5,
     batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN "
@@ -140,6 +148,7 @@ def train_fcn(
 
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", vgg_weights=vgg16, seed=seed, device=device,
+                  antialias=antialias, init=init,
                   amp=amp, net={"width": width, "fc_channels": fc_channels, "dropout": dropout,
                        "batch_norm": batch_norm},
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
@@ -161,6 +170,7 @@ def train_pix2pix(
     weight_floor: FloorOpt = 0.0, threads: ThreadsOpt = None, name: NameOpt = None,
     version: VersionOpt = "0.1.0", lesion_p: LesionOpt = 0.5, negative_p: NegativeOpt = 0.0,
     negative_studies: NegStudiesOpt = None, augment: AugOpt = True, average_last: AverageOpt = 1,
+    antialias: AntialiasOpt = True, init: InitOpt = None,
 ) -> None:
     """Train pix2pix (U-Net generator + 70x70 PatchGAN) CT -> SUV; writes a `pix2pix_unet`
     package (the generator)."""
@@ -168,7 +178,7 @@ def train_pix2pix(
 
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", seed=seed, device=device, amp=amp,
-                  net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
+                  antialias=antialias, init=init, net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
                               threads, name, version, average_last))

@@ -48,7 +48,7 @@ def synthesize(volume: Volume, model: ModelPackage, timings: dict[str, float]) -
     """Working volume -> model grid -> network -> SUV (z, y, x) back on the working grid."""
     background = CT_DEFAULT if volume.modality == "CT" else 0.0
     on_model = _timed(timings, "resample", lambda: resample_to_spacing(
-        volume.image, model.spacing_mm, background))
+        volume.image, model.spacing_mm, background, antialiased=model.antialias))
     predicted = _timed(timings, "infer",
                        lambda: model.predict(sitk.GetArrayViewFromImage(on_model)))
     out = sitk.GetImageFromArray(np.asarray(predicted, np.float32))

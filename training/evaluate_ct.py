@@ -196,11 +196,12 @@ def mask_on_grid(path: Path, pair: Pair) -> np.ndarray:
     return sitk.GetArrayFromImage(out) > 0
 
 
-def _load_pairs(data: Path, spacing: tuple[float, float, float], out: Path) -> list[Pair]:
+def _load_pairs(data: Path, pkg: ModelPackage, out: Path) -> list[Pair]:
+    """The pairs on the package's grid, resampled the way the package expects."""
     try:
-        return load_pairs(data, spacing)
+        return load_pairs(data, pkg.spacing_mm, antialiased=pkg.antialias)
     except OSError:  # read-only data folder: cache next to the report instead
-        return load_pairs(data, spacing, out / "pairs-cache")
+        return load_pairs(data, pkg.spacing_mm, out / "pairs-cache", pkg.antialias)
 
 
 def evaluate_ct(model: Path, data: Path, out: Path, device: str = "cpu",
@@ -209,7 +210,7 @@ def evaluate_ct(model: Path, data: Path, out: Path, device: str = "cpu",
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pkg = load_package(model, device)
-    pairs = _load_pairs(Path(data), pkg.spacing_mm, out)
+    pairs = _load_pairs(Path(data), pkg, out)
     if not pairs:
         raise ValueError(f"no paired PET/CT studies or NIfTI cases under {data}")
     phantoms, livers = _phantom_cases(Path(data))

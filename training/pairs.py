@@ -86,7 +86,7 @@ def find_studies(root: Path) -> list[tuple[list[Path], list[Path]]]:
 
 
 def build_pair(ct_files: Sequence[Path], pt_files: Sequence[Path],
-               spacing_mm: Sequence[float]) -> Pair:
+               spacing_mm: Sequence[float], antialiased: bool = False) -> Pair:
     """Load one CT + PET series, convert PET to SUV and put both on the model grid."""
     ct = load_series(ct_files)
     pt = load_series(pt_files)
@@ -95,15 +95,17 @@ def build_pair(ct_files: Sequence[Path], pt_files: Sequence[Path],
                          "no shared patient space")
     suv_img = sitk.GetImageFromArray(to_suv(pt.datasets, pt.array()))
     suv_img.CopyInformation(pt.image)
-    ct_model = resample_to_spacing(ct.image, spacing_mm, CT_DEFAULT)
+    ct_model = resample_to_spacing(ct.image, spacing_mm, CT_DEFAULT, antialiased=antialiased)
     suv_model = resample_onto(suv_img, ct_model, SUV_DEFAULT)
     suv = np.clip(sitk.GetArrayFromImage(suv_model), *SUV_CLIP).astype(np.float32)
     return Pair(sitk.GetArrayFromImage(ct_model).astype(np.float32), suv,
                 tuple(ct_model.GetOrigin()), tuple(ct_model.GetSpacing()), ct.study_uid)
 
 
-def _cache_path(cache_dir: Path, study_uid: str, spacing_mm: Sequence[float]) -> Path:
-    key = hashlib.sha1(f"{study_uid}/{list(map(float, spacing_mm))}".encode()).hexdigest()[:16]
+def _cache_path(cache_dir: Path, study_uid: str, spacing_mm: Sequence[float],
+                antialiased: bool = False) -> Path:
+    grid = f"{study_uid}/{list(map(float, spacing_mm))}" + ("/antialiased" if antialiased else "")
+    key = hashlib.sha1(grid.encode()).hexdigest()[:16]
     return cache_dir / f"pair_{key}.npz"
 
 
@@ -128,10 +130,11 @@ def find_nifti_cases(root: Path) -> list[Path]:
     return sorted(p.parent for p in Path(root).rglob(NIFTI_CT) if (p.parent / NIFTI_SUV).is_file())
 
 
-def build_nifti_pair(case_dir: Path, spacing_mm: Sequence[float]) -> Pair:
+def build_nifti_pair(case_dir: Path, spacing_mm: Sequence[float],
+                     antialiased: bool = False) -> Pair:
     """CTres (HU) on the model grid; SUV (already SUVbw in autoPET) and SEG resampled onto it."""
     ct = sitk.ReadImage(str(case_dir / NIFTI_CT), sitk.sitkFloat32)
-    ct_model = resample_to_spacing(ct, spacing_mm, CT_DEFAULT)
+    ct_model = resample_to_spacing(ct, spacing_mm, CT_DEFAULT, antialiased=antialiased)
     suv = sitk.ReadImage(str(case_dir / NIFTI_SUV), sitk.sitkFloat32)
     suv_arr = sitk.GetArrayFromImage(resample_onto(suv, ct_model, SUV_DEFAULT))
     seg = None
@@ -148,42 +151,45 @@ def _nifti_id(case_dir: Path) -> str:
     return f"nifti:{Path(case_dir).resolve()}"
 
 
-def cached_nifti_pair(cache_dir: Path, case_dir: Path, spacing_mm: Sequence[float]) -> Pair:
+def cached_nifti_pair(cache_dir: Path, case_dir: Path, spacing_mm: Sequence[float],
+                      antialiased: bool = False) -> Pair:
     """The NIfTI case from cache when present and newer than its files, else built and cached."""
-    path = _cache_path(Path(cache_dir), _nifti_id(case_dir), spacing_mm)
+    path = _cache_path(Path(cache_dir), _nifti_id(case_dir), spacing_mm, antialiased)
     newest = max(f.stat().st_mtime for f in Path(case_dir).glob("*.nii.gz"))
     if path.is_file() and path.stat().st_mtime >= newest:
         return load_pair(path)
-    pair = build_nifti_pair(Path(case_dir), spacing_mm)
+    pair = build_nifti_pair(Path(case_dir), spacing_mm, antialiased)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_pair(path, pair)
     return pair
 
 
-def load_pairs(root: Path, spacing_mm: Sequence[float], cache_dir: Path | None = None
-               ) -> list[Pair]:
+def load_pairs(root: Path, spacing_mm: Sequence[float], cache_dir: Path | None = None,
+               antialiased: bool = False) -> list[Pair]:
     """All DICOM studies, then all autoPET NIfTI cases, under `root` as pairs; cached per
-    study as .npz in `cache_dir`."""
+    study as .npz in `cache_dir`. `antialiased`: CT low-passed to the model grid first, as a
+    package with `input.antialias` expects (pipeline.resample.antialias)."""
     cache_dir = Path(cache_dir or Path(root) / ".pairs-cache")
     cache_dir.mkdir(parents=True, exist_ok=True)
     pairs = []
     for ct_files, pt_files in find_studies(root):
         study = str(pydicom.dcmread(ct_files[0], stop_before_pixels=True).StudyInstanceUID)
-        pairs.append(cached_pair(cache_dir, study, ct_files, pt_files, spacing_mm))
+        pairs.append(cached_pair(cache_dir, study, ct_files, pt_files, spacing_mm, antialiased))
     nifti = find_nifti_cases(root)
-    pairs += [cached_nifti_pair(cache_dir, case, spacing_mm) for case in nifti]
+    pairs += [cached_nifti_pair(cache_dir, case, spacing_mm, antialiased) for case in nifti]
     if nifti:
         log.info("found %d NIfTI (autoPET layout) cases under %s", len(nifti), root)
     return pairs
 
 
 def cached_pair(cache_dir: Path, study_uid: str, ct_files: Iterable[Path],
-                pt_files: Iterable[Path], spacing_mm: Sequence[float]) -> Pair:
+                pt_files: Iterable[Path], spacing_mm: Sequence[float],
+                antialiased: bool = False) -> Pair:
     """The pair from cache when present, else built from DICOM and cached."""
-    path = _cache_path(Path(cache_dir), study_uid, spacing_mm)
+    path = _cache_path(Path(cache_dir), study_uid, spacing_mm, antialiased)
     if path.is_file():
         return load_pair(path)
-    pair = build_pair(list(ct_files), list(pt_files), spacing_mm)
+    pair = build_pair(list(ct_files), list(pt_files), spacing_mm, antialiased)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_pair(path, pair)
     return pair

@@ -88,6 +88,12 @@ class ModelPackage:
         """Model grid spacing (x, y, z) in mm; the pipeline resamples to it and back."""
         return tuple(float(v) for v in self.manifest["input"]["spacing_mm"])
 
+    @property
+    def antialias(self) -> bool:
+        """Whether the input is low-passed to the model grid before resampling (packages
+        trained that way say so; older ones were trained on plain linear resampling)."""
+        return bool(self.manifest["input"].get("antialias", False))
+
     def predict(self, volume: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """Volume (z, y, x) of raw input values on the model grid -> output units, same shape."""
         arch = self.manifest["architecture"]

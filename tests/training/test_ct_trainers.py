@@ -130,3 +130,35 @@ def test_average_last_exports_the_mean_of_the_last_epochs(data, tmp_path):
     assert np.isfinite(manifest["metrics"]["val_mae"])
     last = load_file(str(tmp_path / "work" / "checkpoint" / "checkpoint.safetensors"))
     torch.testing.assert_close(last["net." + key], three[key])  # resume goes on from epoch 3
+
+
+def test_fine_tuning_starts_from_a_package_and_its_blend_member(data, tmp_path):
+    from pipeline.errors import ModelError
+    from training.blend_package import make_blend_package
+    from training.ct_trainers.init_weights import init_from_package
+
+    fcn_net = {"width": 1 / 16, "fc_channels": 8}
+    train_fcn(_cfg(data, tmp_path / "f", net=fcn_net))
+    train_pix2pix(_cfg(data, tmp_path / "g", net={"num_downs": 5, "ngf": 4, "ndf": 4}))
+    first = load_file(str(tmp_path / "f" / "pkg" / "model.safetensors"))
+    blend = make_blend_package(tmp_path / "f" / "pkg", tmp_path / "g" / "pkg", tmp_path / "b")
+    params = {"in_channels": 1, **fcn_net}
+    for source in (tmp_path / "f" / "pkg", blend):  # a single package, then a blend's member
+        net = build_fcn4s(params)
+        init_from_package(net, "fcn4s", params, source)
+        for key, value in net.state_dict().items():
+            torch.testing.assert_close(value, first[key])
+    with pytest.raises(ModelError, match="differ"):
+        init_from_package(build_fcn4s(width=1 / 8, fc_channels=8), "fcn4s",
+                          {"in_channels": 1, "width": 1 / 8, "fc_channels": 8}, blend)
+    with pytest.raises(ModelError, match="not fcn4s"):
+        init_from_package(build_fcn4s(params), "fcn4s", params, tmp_path / "g" / "pkg")
+    # a fine-tuning run records where it started and its antialiased input in the manifest
+    tuned = _cfg(data, tmp_path / "t", net=fcn_net, init=tmp_path / "f" / "pkg", lr=1e-9)
+    train_fcn(tuned)
+    manifest = json.loads((tmp_path / "t" / "pkg" / "manifest.json").read_text())
+    assert manifest["training"]["config"]["init"] == str(tmp_path / "f" / "pkg")
+    assert manifest["input"]["antialias"] is True
+    after = load_file(str(tmp_path / "t" / "pkg" / "model.safetensors"))
+    key = "features.0.weight"
+    torch.testing.assert_close(after[key], first[key], atol=1e-6, rtol=1e-4)  # lr ~0: unchanged

@@ -28,6 +28,7 @@ class TrainConfig:
     crop: int | None = None  # random in-plane crop (multiple of the network stride); None: whole
     context: int = 1  # adjacent CT slices as input channels (1 = the paper's 2-D slices)
     spacing_mm: tuple[float, float, float] = (2.0, 2.0, 3.0)
+    antialias: bool = True  # CT low-passed to the model grid before resampling (manifest input)
     suv_max: float = 20.0  # SUV clip of the paper; network units are SUV / suv_max
     loss: Literal["l2", "l1"] = "l2"
     weighted: bool = True  # per-pixel weight = target SUV (paper); False = plain loss
@@ -42,6 +43,7 @@ class TrainConfig:
     samples_per_epoch: int | None = None  # slices drawn per epoch; None: all training slices
     net: dict = field(default_factory=dict)  # architecture params (width, ngf, num_downs, ...)
     vgg_weights: Path | None = None  # FCN only: torchvision-named VGG-16 safetensors
+    init: Path | None = None  # start from this package's weights (a blend: its member)
     seed: int = 0
     device: str = "cpu"
     amp: bool = True  # bf16 autocast, only ever on CUDA

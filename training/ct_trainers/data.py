@@ -29,13 +29,13 @@ log = logging.getLogger(__name__)
 def load_split(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
     """Training and validation pairs (whole studies, never slices of one study in both)."""
     cache = cfg.resolved_work_dir() / "pairs-cache"
-    pairs = load_pairs(cfg.data, cfg.spacing_mm, cache)
+    pairs = load_pairs(cfg.data, cfg.spacing_mm, cache, cfg.antialias)
     if not pairs:
         raise ValueError(f"no paired PET/CT studies under {cfg.data}")
     if cfg.val_data is not None:
         for i, pair in enumerate(pairs):  # one by one: the float32 copies go as we go
             pairs[i] = pair.compact()
-        return pairs, load_pairs(cfg.val_data, cfg.spacing_mm, cache)
+        return pairs, load_pairs(cfg.val_data, cfg.spacing_mm, cache, cfg.antialias)
     order = np.random.default_rng(cfg.seed).permutation(len(pairs))
     n_val = round(len(pairs) * cfg.val_fraction) if len(pairs) > 1 else 0
     n_val = min(max(n_val, 1 if len(pairs) > 1 else 0), len(pairs) - 1)

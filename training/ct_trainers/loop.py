@@ -27,6 +27,7 @@ from training.ct_trainers.config import TrainConfig
 from training.ct_trainers.curves import plot_curves
 from training.ct_trainers.data import load_split, make_loader, validate
 from training.ct_trainers.hard_negatives import mine_negatives
+from training.ct_trainers.init_weights import init_from_package
 from training.ct_trainers.sampling import PatchSampler
 from training.slices import CT_WINDOW, SliceSet
 
@@ -45,7 +46,7 @@ def manifest(cfg: TrainConfig, arch: str, params: dict, metrics: dict, history: 
                         "picture, not a measurement."),
         "architecture": {"name": arch, "params": params},
         "input": {"modality": "CT", "normalization": CT_WINDOW,
-                  "spacing_mm": list(cfg.spacing_mm)},
+                  "spacing_mm": list(cfg.spacing_mm), "antialias": cfg.antialias},
         "output": {"units": "SUVbw", "scale": cfg.suv_max,
                    "mapping": ("SUV = network output x scale; fcn4s regresses SUV/scale "
                                "linearly, pix2pix_unet gives (tanh + 1) / 2")},
@@ -75,6 +76,8 @@ def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Mod
                                optimizers, gen)
         if meta:
             start, history = int(meta["epoch"]), list(meta["history"])
+    if start == 0 and cfg.init is not None:  # a resumed run already holds its own weights
+        init_from_package(export, arch, params, cfg.init)
     decay = cfg.decay_epochs if cfg.decay_epochs is not None else cfg.epochs // 2
     package = ModelPackage(Path(cfg.out), manifest(cfg, arch, params, {}, history), export,
                            rt.device)
