@@ -28,9 +28,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from pipeline.blend import blend
 from pipeline.models.package import BLEND, ModelPackage, load_package
-from pipeline.models.predictors import normalize, predict_slices
+from pipeline.models.predictors import blend_members, predict_members
 from training.metrics import BODY_HU, _sphere_mask
 from training.pairs import Pair, load_pairs
 from training.phantoms.abdomen import PhantomLesion
@@ -46,16 +45,8 @@ def predictions(pkg: ModelPackage, ct: np.ndarray) -> dict[str, np.ndarray]:
     arch = pkg.manifest["architecture"]
     if arch["name"] != BLEND:
         return {arch["name"]: pkg.predict(ct)}
-    x = normalize(ct.astype(np.float32), pkg.manifest["input"]["normalization"])
-    out = {}
-    for name in ("fcn", "cgan"):
-        member = arch["members"][name]
-        out[name] = predict_slices(pkg.network[name], x,
-                                   context=int(member["params"].get("in_channels", 1)),
-                                   scale=float(member.get("scale", 1.0)), device=pkg.device)
-    out["blend"] = blend(out["fcn"], out["cgan"], threshold=float(arch.get("threshold", 2.5)),
-                         levels=int(arch.get("levels", 4)), dilate=int(arch.get("dilate", 0)),
-                         hot_mask=str(arch.get("hot_mask", "fcn")))
+    out = predict_members(pkg.network, ct, pkg.manifest, pkg.device)
+    out["blend"] = blend_members(out, pkg.manifest)
     return out
 
 
