@@ -60,6 +60,9 @@ InitOpt = Annotated[Path | None, typer.Option("--init", help="Start from this mo
                                               "package's weights (a blend: its member of this "
                                               "architecture); fine-tuning.", exists=True,
                                               file_okay=False)]
+NoiseOpt = Annotated[float | None, typer.Option("--aug-noise-hu", min=0.0, help="Largest "
+                                                "extra CT noise sigma of the augmentation "
+                                                "(HU on the model grid; default 12).")]
 AugOpt = Annotated[bool, typer.Option("--augment/--no-augment", help="Zoom, rotation, HU "
                                       "offset and CT noise per sample.")]
 
@@ -112,6 +115,9 @@ def _config(**kw):
 
     if kw.pop("loss") not in ("weighted", "plain"):
         raise typer.BadParameter("--loss must be weighted or plain")
+    noise = kw.pop("aug_noise_hu")
+    if noise is not None and kw["augment"] is not None:
+        kw["augment"] = {**kw["augment"], "noise_hu": noise}
     device = resolve_device(kw.pop("device"))
     return TrainConfig(**kw, device=device)
 
@@ -137,7 +143,7 @@ def train_fcn(
     weight_floor: FloorOpt = 0.0, threads: ThreadsOpt = None, name: NameOpt = None,
     version: VersionOpt = "0.1.0", lesion_p: LesionOpt = 0.5, negative_p: NegativeOpt = 0.0,
     negative_studies: NegStudiesOpt = None, augment: AugOpt = True, average_last: AverageOpt = 1,
-    antialias: AntialiasOpt = True, init: InitOpt = None,
+    antialias: AntialiasOpt = True, init: InitOpt = None, aug_noise_hu: NoiseOpt = None,
     dropout: Annotated[float, typer.Option(help="fc6/fc7 dropout (paper 0.5 at 4096 "
                                            "channels).")] = 0.5,
     batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN "
@@ -148,7 +154,7 @@ def train_fcn(
 
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", vgg_weights=vgg16, seed=seed, device=device,
-                  antialias=antialias, init=init,
+                  antialias=antialias, init=init, aug_noise_hu=aug_noise_hu,
                   amp=amp, net={"width": width, "fc_channels": fc_channels, "dropout": dropout,
                        "batch_norm": batch_norm},
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
@@ -170,7 +176,7 @@ def train_pix2pix(
     weight_floor: FloorOpt = 0.0, threads: ThreadsOpt = None, name: NameOpt = None,
     version: VersionOpt = "0.1.0", lesion_p: LesionOpt = 0.5, negative_p: NegativeOpt = 0.0,
     negative_studies: NegStudiesOpt = None, augment: AugOpt = True, average_last: AverageOpt = 1,
-    antialias: AntialiasOpt = True, init: InitOpt = None,
+    antialias: AntialiasOpt = True, init: InitOpt = None, aug_noise_hu: NoiseOpt = None,
 ) -> None:
     """Train pix2pix (U-Net generator + 70x70 PatchGAN) CT -> SUV; writes a `pix2pix_unet`
     package (the generator)."""
@@ -178,7 +184,7 @@ def train_pix2pix(
 
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", seed=seed, device=device, amp=amp,
-                  antialias=antialias, init=init, net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
+                  antialias=antialias, init=init, aug_noise_hu=aug_noise_hu, net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
                               threads, name, version, average_last))
@@ -200,6 +206,8 @@ def train_blend(
                                           "spots).")] = "fcn",
     name: Annotated[str, typer.Option(help="Package name.")] = "ct-pet-blend",
     version: VersionOpt = "0.1.0",
+    flip_tta: Annotated[str, typer.Option(help="Members (fcn,cgan) whose prediction is the "
+                                          "mean over the four in-plane flips; '' = none.")] = "",
 ) -> None:
     """Combine an FCN and a cGAN package into one blended package (Laplacian pyramid)."""
     from pipeline.errors import ModelError
@@ -207,7 +215,8 @@ def train_blend(
 
     try:
         make_blend_package(fcn, cgan, out, name=name, version=version, threshold=threshold,
-                           levels=levels, dilate=dilate, hot_mask=hot_mask)
+                           levels=levels, dilate=dilate, hot_mask=hot_mask,
+                           flip_tta=[m for m in flip_tta.split(",") if m])
     except ModelError as exc:
         typer.echo(f"cannot blend: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -33,10 +33,16 @@ def trained(tmp_path_factory):
     cgan = runner.invoke(app, ["train", "pix2pix", "--data", str(root / "data"), "--out",
                                str(root / "cgan"), "--ngf", "4", "--ndf", "4", "--num-downs", "5",
                                "--context", "3", "--negative-p", "0.2", "--negative-studies", "1",
-                               *TINY])
+                               "--aug-noise-hu", "3", "--no-antialias", *TINY])
     assert cgan.exit_code == 0, cgan.output
+    again = runner.invoke(app, ["train", "pix2pix", "--data", str(root / "data"), "--out",
+                                 str(root / "cgan-aa"), "--ngf", "4", "--ndf", "4",
+                                 "--num-downs", "5", "--context", "3", "--init",
+                                 str(root / "cgan"), "--lr", "1e-9", *TINY])  # fine-tuned copy
+    assert again.exit_code == 0, again.output
     blend = runner.invoke(app, ["train", "blend", "--fcn", str(root / "fcn"), "--cgan",
-                                str(root / "cgan"), "--out", str(root / "blend")])
+                                str(root / "cgan-aa"), "--out", str(root / "blend"),
+                                "--flip-tta", "fcn"])
     assert blend.exit_code == 0, blend.output
     return root
 
@@ -48,12 +54,20 @@ def test_train_commands_write_loadable_packages(trained):
     assert fcn.manifest["training"]["config"]["weighted"] is False  # --loss plain
     assert cgan.manifest["training"]["config"]["weighted"] is True
     assert cgan.manifest["training"]["config"]["negative_studies"] == 1
+    assert cgan.manifest["training"]["config"]["augment"] == {"noise_hu": 3.0}
+    assert cgan.manifest["input"]["antialias"] is False and cgan.antialias is False
+    assert fcn.manifest["input"]["antialias"] is True and fcn.antialias is True
     assert fcn.manifest["training"]["config"]["average_last"] == 2
     assert fcn.manifest["metrics"]["averaged_epochs"] == [1]  # one epoch trained so far
     assert fcn.manifest["training"]["command"].startswith("vpet train fcn --data")
     assert "--loss plain" in fcn.manifest["training"]["command"]
     blend = load_package(trained / "blend")
     assert blend.manifest["architecture"]["name"] == BLEND
+    assert blend.antialias is True
+    members = blend.manifest["architecture"]["members"]
+    assert members["fcn"]["flip_tta"] is True and members["cgan"]["flip_tta"] is False
+    tuned = load_package(trained / "cgan-aa").manifest["training"]["config"]
+    assert tuned["init"] == str(trained / "cgan")
     assert blend.spacing_mm == (8.0, 8.0, 8.0)
     out = blend.predict(np.full((4, 20, 18), 50.0, np.float32))
     assert out.shape == (4, 20, 18) and np.isfinite(out).all()
@@ -61,7 +75,7 @@ def test_train_commands_write_loadable_packages(trained):
 
 def test_blend_options_reach_the_manifest(trained, tmp_path):
     result = CliRunner().invoke(app, ["train", "blend", "--fcn", str(trained / "fcn"), "--cgan",
-                                      str(trained / "cgan"), "--out", str(tmp_path / "b"),
+                                      str(trained / "cgan-aa"), "--out", str(tmp_path / "b"),
                                       "--hot-mask", "fcn_or_cgan", "--dilate", "1"])
     assert result.exit_code == 0, result.output
     pkg = load_package(tmp_path / "b")
@@ -69,9 +83,16 @@ def test_blend_options_reach_the_manifest(trained, tmp_path):
     assert pkg.manifest["architecture"]["dilate"] == 1
     assert np.isfinite(pkg.predict(np.full((4, 20, 18), 50.0, np.float32))).all()
     bad = CliRunner().invoke(app, ["train", "blend", "--fcn", str(trained / "fcn"), "--cgan",
-                                   str(trained / "cgan"), "--out", str(tmp_path / "c"),
+                                   str(trained / "cgan-aa"), "--out", str(tmp_path / "c"),
                                    "--hot-mask", "cgan"])
     assert bad.exit_code == 2 and "unknown hot mask" in bad.output
+
+
+def test_blend_refuses_members_with_other_inputs(trained, tmp_path):
+    """The cGAN trained --no-antialias expects other input than the antialiased FCN."""
+    result = CliRunner().invoke(app, ["train", "blend", "--fcn", str(trained / "fcn"), "--cgan",
+                                      str(trained / "cgan"), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "differ in input" in result.output
 
 
 def test_blend_refuses_swapped_members(trained, tmp_path):
