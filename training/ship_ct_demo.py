@@ -30,16 +30,21 @@ DESCRIPTION = (
     "synthetic picture, not a measurement.")
 DATA = (
     "synthetic abdomen FDG PET/CT phantoms (training.phantoms.abdomen, `vpet phantoms make`): CT "
-    "64x192x192 and 80x256x256 with random FOV 380-480 mm, slice 2.4-4.5 mm, noise 5-18 HU, "
-    "non-contrast or portal-venous phase, varied body habitus/organs/liver shape; PET on its own "
-    "grid (2-5.5 mm, offset origin), FWHM 5-8 mm, Poisson-like noise, stored in Bq/ml and "
-    "converted to SUVbw by pipeline.suv; liver lesions 5-30 mm: hypodense and iso-dense (faint "
-    "CT signature) FDG-avid SUVmax 3-15, benign water-density cysts with low uptake; ~20% "
-    "lesion-free cases. Training: 44 cases 64x192x192 seeds 0-43 + 20 cases 80x256x256 seeds "
-    "2000-2019; validation (per-epoch numbers, blend mask margin): 8 cases seeds 50000-50007; "
-    "held-out (metrics below only): 12 cases 64x192x192 seeds 100000-100011. Half of the "
-    "training crops are centred on hot PET regions; zoom, rotation, HU offset and CT noise "
-    "augmentation.")
+    "with random FOV 380-480 mm, slice 1.5-4.5 mm, noise 5-18 HU, non-contrast or portal-venous "
+    "phase, varied body habitus/organs/liver shape; PET on its own grid (2-5.5 mm, offset "
+    "origin), FWHM 5-8 mm, Poisson-like noise, stored in Bq/ml and converted to SUVbw by "
+    "pipeline.suv; liver lesions 5-30 mm: hypodense and iso-dense (faint CT signature) FDG-avid "
+    "SUVmax 3-15, benign water-density cysts with low uptake; ~20% lesion-free cases. CT "
+    "low-passed to the 3 mm model grid before resampling (input.antialias). 0.2.0 (the starting "
+    "point): 44 cases 64x192x192 seeds 0-43 + 20 cases 80x256x256 seeds 2000-2019. 0.3.0 FCN "
+    "fine-tuning: 80 cases 64x192x192 seeds 0-79, 60 cases 80x256x256 seeds 2000-2059, 40 cases "
+    "96x320x320 seeds 4000-4039, 16 cases 120x512x512 seeds 6000-6015 (CT pixels 0.75-2.5 mm); "
+    "validation (per-epoch numbers, choice of checkpoint and blend options): 40 cases "
+    "64x192x192 seeds 50000-50039; held-out (metrics below only): 12 cases 64x192x192 seeds "
+    "100000-100011 and 46 mixed-grid cases (30 64x192x192 seeds 200000-200029, 10 96x320x320 "
+    "seeds 210000-210009, 6 120x512x512 seeds 220000-220005). Crops: 30% centred on hot PET "
+    "regions, 30% on the network's own false hot regions (hard negatives, re-mined each "
+    "epoch), the rest random; zoom, rotation, HU offset and CT noise augmentation.")
 
 
 def _to_fp16(folder: Path) -> None:
@@ -49,22 +54,27 @@ def _to_fp16(folder: Path) -> None:
 
 
 def ship(fcn: Path, cgan: Path, heldout: Path, out: Path, commands: list[str],
-         report_dir: Path, version: str = "0.2.0", dilate: int = 0,
-         hot_mask: str = "fcn") -> dict:
-    """Blend, store fp16, evaluate on `heldout`, write metrics and commands into the manifest."""
+         report_dir: Path, version: str = "0.3.0", dilate: int = 0,
+         hot_mask: str = "fcn", flip_tta: tuple[str, ...] = (),
+         more_heldout: dict[str, Path] | None = None) -> dict:
+    """Blend, store fp16, evaluate on `heldout` (and each of `more_heldout`, reported under its
+    key), write metrics and commands into the manifest."""
     tmp = out.with_name(out.name + ".new")
     shutil.rmtree(tmp, ignore_errors=True)
     make_blend_package(fcn, cgan, tmp, name="demo-ct-pet", version=version,
-                       description=DESCRIPTION, dilate=dilate, hot_mask=hot_mask)
+                       description=DESCRIPTION, dilate=dilate, hot_mask=hot_mask,
+                       flip_tta=flip_tta)
     _to_fp16(tmp)
     report = evaluate_ct(tmp, heldout, report_dir)
+    more = {key: evaluate_ct(tmp, data, report_dir / key)["overall"]
+            for key, data in (more_heldout or {}).items()}
     manifest = json.loads((tmp / "manifest.json").read_text())
     manifest["demonstration"] = True
     manifest["training"] = {"commands": commands, "data": DATA,
                             "fcn": manifest["training"]["fcn"].get("config"),
                             "cgan": manifest["training"]["cgan"].get("config"),
                             "weights": "float16 (cast to float32 on load)"}
-    manifest["metrics"] = {"held_out_phantoms": report["overall"],
+    manifest["metrics"] = {"held_out_phantoms": report["overall"], **more,
                            "evaluate_command": f"vpet evaluate --model {out} --data {heldout} "
                                                f"--out {report_dir}"}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -77,14 +87,19 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     for name in ("fcn", "cgan", "heldout", "out", "commands", "report"):
         p.add_argument(f"--{name}", type=Path, required=True)
-    p.add_argument("--version", default="0.2.0")
+    p.add_argument("--version", default="0.3.0")
+    p.add_argument("--flip-tta", default="", help="members (fcn,cgan) with flip TTA")
+    p.add_argument("--more-heldout", nargs=2, action="append", default=[],
+                   metavar=("KEY", "DIR"), help="another held-out set, reported under KEY")
     p.add_argument("--dilate", type=int, default=0, help="FCN mask margin (voxels), 0 = paper")
     p.add_argument("--hot-mask", default="fcn", help="fcn (paper) or fcn_or_cgan")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     commands = [c for c in a.commands.read_text().splitlines() if c.strip()]
+    flips = tuple(m for m in a.flip_tta.split(",") if m)
+    more = {key: Path(data) for key, data in a.more_heldout}
     print(json.dumps(ship(a.fcn, a.cgan, a.heldout, a.out, commands, a.report, a.version,
-                          a.dilate, a.hot_mask), indent=2))
+                          a.dilate, a.hot_mask, flips, more), indent=2))
 
 
 if __name__ == "__main__":
