@@ -122,6 +122,17 @@ def _config(**kw):
     return TrainConfig(**kw, device=device)
 
 
+def _run(run, cfg) -> Path:
+    """A trainer run; a package it cannot use (--init, data) ends with its reason, exit 2."""
+    from pipeline.errors import ModelError
+
+    try:
+        return run(cfg)
+    except ModelError as exc:
+        typer.echo(f"cannot train: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _finish(out: Path) -> None:
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes the package
         return
@@ -160,7 +171,7 @@ def train_fcn(
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
                               threads, name, version, average_last))
-    _finish(run(cfg))
+    _finish(_run(run, cfg))
 
 
 def train_pix2pix(
@@ -188,7 +199,7 @@ def train_pix2pix(
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
                               threads, name, version, average_last))
-    _finish(run(cfg))
+    _finish(_run(run, cfg))
 
 
 def train_blend(

@@ -88,6 +88,13 @@ def test_blend_options_reach_the_manifest(trained, tmp_path):
     assert bad.exit_code == 2 and "unknown hot mask" in bad.output
 
 
+def test_init_from_another_architecture_is_refused(trained, tmp_path):
+    result = CliRunner().invoke(app, ["train", "fcn", "--data", str(trained / "data"), "--out",
+                                      str(tmp_path / "f"), "--init", str(trained / "cgan"),
+                                      "--width", "0.0625", "--fc-channels", "8", *TINY])
+    assert result.exit_code == 2 and "holds pix2pix_unet, not fcn4s" in result.output
+
+
 def test_blend_refuses_members_with_other_inputs(trained, tmp_path):
     """The cGAN trained --no-antialias expects other input than the antialiased FCN."""
     result = CliRunner().invoke(app, ["train", "blend", "--fcn", str(trained / "fcn"), "--cgan",

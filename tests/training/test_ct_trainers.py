@@ -151,6 +151,8 @@ def test_fine_tuning_starts_from_a_package_and_its_blend_member(data, tmp_path):
     with pytest.raises(ModelError, match="differ"):
         init_from_package(build_fcn4s(width=1 / 8, fc_channels=8), "fcn4s",
                           {"in_channels": 1, "width": 1 / 8, "fc_channels": 8}, blend)
+    with pytest.raises(ModelError, match="not a model package"):
+        init_from_package(build_fcn4s(params), "fcn4s", params, tmp_path)
     with pytest.raises(ModelError, match="not fcn4s"):
         init_from_package(build_fcn4s(params), "fcn4s", params, tmp_path / "g" / "pkg")
     # a fine-tuning run records where it started and its antialiased input in the manifest

@@ -28,8 +28,10 @@ TRAINING_ONLY = {"dropout"}  # parameters that change training, not the weights'
 
 def init_from_package(network: nn.Module, arch: str, params: dict, package: Path) -> dict:
     """Copy the `arch` weights of `package` into `network`; returns the source architecture."""
-    manifest = json.loads((Path(package) / "manifest.json").read_text())
-    source = manifest["architecture"]
+    try:
+        source = json.loads((Path(package) / "manifest.json").read_text())["architecture"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{package} is not a model package (manifest.json: {exc})") from None
     prefix = ""
     if source.get("name") == BLEND:
         member = MEMBER_OF.get(arch)
