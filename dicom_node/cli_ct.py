@@ -116,7 +116,9 @@ def _config(**kw):
     if kw.pop("loss") not in ("weighted", "plain"):
         raise typer.BadParameter("--loss must be weighted or plain")
     noise = kw.pop("aug_noise_hu")
-    if noise is not None and kw["augment"] is not None:
+    if noise is not None:
+        if kw["augment"] is None:
+            raise typer.BadParameter("--aug-noise-hu needs the augmentation (drop --no-augment)")
         kw["augment"] = {**kw["augment"], "noise_hu": noise}
     device = resolve_device(kw.pop("device"))
     return TrainConfig(**kw, device=device)
@@ -195,7 +197,8 @@ def train_pix2pix(
 
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", seed=seed, device=device, amp=amp,
-                  antialias=antialias, init=init, aug_noise_hu=aug_noise_hu, net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
+                  antialias=antialias, init=init, aug_noise_hu=aug_noise_hu,
+                  net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
                               threads, name, version, average_last))

@@ -34,7 +34,6 @@ def antialias_sigmas_mm(old_spacing: Sequence[float], new_spacing: Sequence[floa
                  for o, n in zip(old_spacing, new_spacing, strict=True))
 
 
-
 def antialias(image: sitk.Image, new_spacing: Sequence[float]) -> sitk.Image:
     """`image` low-pass filtered for resampling to the coarser `new_spacing` (float32).
 

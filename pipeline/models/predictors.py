@@ -40,6 +40,7 @@ def predict_slices(network: torch.nn.Module, x: np.ndarray, *, context: int, sca
     m = int(getattr(network, "multiple", 1))
     ph, pw = (-x.shape[1]) % m, (-x.shape[2]) % m
     out = np.empty(x.shape, np.float32)
+    flips = FLIPS if flip_tta else FLIPS[:1]
     use_amp = device.startswith("cuda")
     with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
         for start in range(0, x.shape[0], batch_size):
@@ -47,7 +48,6 @@ def predict_slices(network: torch.nn.Module, x: np.ndarray, *, context: int, sca
             stack = np.stack([padded[k : k + context] for k in range(start, stop)])
             t = torch.from_numpy(np.ascontiguousarray(stack, np.float32)).to(device)
             t = torch.nn.functional.pad(t, (0, pw, 0, ph), mode="replicate")
-            flips = FLIPS if flip_tta else FLIPS[:1]
             y = sum(_flipped(network, t, dims) for dims in flips) / len(flips)
             out[start:stop] = y[:, 0, : x.shape[1], : x.shape[2]].float().cpu().numpy() * scale
     return out

@@ -95,6 +95,14 @@ def test_init_from_another_architecture_is_refused(trained, tmp_path):
     assert result.exit_code == 2 and "holds pix2pix_unet, not fcn4s" in result.output
 
 
+def test_noise_augmentation_without_augmentation_is_refused(trained, tmp_path):
+    result = CliRunner().invoke(app, ["train", "pix2pix", "--data", str(trained / "data"),
+                                      "--out", str(tmp_path / "g"), "--no-augment",
+                                      "--aug-noise-hu", "3", *TINY])
+    assert result.exit_code == 2 and "--aug-noise-hu needs the augmentation" in result.output
+    assert not (tmp_path / "g").exists()
+
+
 def test_blend_refuses_members_with_other_inputs(trained, tmp_path):
     """The cGAN trained --no-antialias expects other input than the antialiased FCN."""
     result = CliRunner().invoke(app, ["train", "blend", "--fcn", str(trained / "fcn"), "--cgan",

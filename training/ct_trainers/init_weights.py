@@ -26,8 +26,8 @@ MEMBER_OF = {"fcn4s": "fcn", "pix2pix_unet": "cgan"}
 TRAINING_ONLY = {"dropout"}  # parameters that change training, not the weights' shapes
 
 
-def init_from_package(network: nn.Module, arch: str, params: dict, package: Path) -> dict:
-    """Copy the `arch` weights of `package` into `network`; returns the source architecture."""
+def init_from_package(network: nn.Module, arch: str, params: dict, package: Path) -> None:
+    """Copy the `arch` weights of `package` into `network`; ModelError when they do not fit."""
     try:
         source = json.loads((Path(package) / "manifest.json").read_text())["architecture"]
     except (OSError, ValueError, KeyError) as exc:
@@ -49,4 +49,3 @@ def init_from_package(network: nn.Module, arch: str, params: dict, package: Path
     target = network.state_dict()
     network.load_state_dict({k: v.to(target[k].dtype) for k, v in state.items()})
     log.info("initialized %s from %s (%d tensors)", arch, package, len(state))
-    return source
