@@ -224,7 +224,7 @@ def run_cmd(
 
     import pipeline
     from dicom_node.config import Config
-    from dicom_node.worker import resolve_device
+    from pipeline.device import resolve_device
     from pipeline.errors import VpetError
 
     cfg = _load(config) if config else Config()
@@ -308,12 +308,15 @@ def phantoms_make(
     seed: int = 0,
     kind: Annotated[str, typer.Option(help="abdomen (CT/PET) or brain (MR/PET).")] = "abdomen",
     shape: Annotated[str | None, typer.Option(help="CT or MR size as Z,Y,X.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes writing abdomen cases.")] = 1,
 ) -> None:
     """Write paired synthetic CT/PET (abdomen) or MR/PET (brain) phantom cases."""
     from training.phantoms.make import make_phantoms
 
     kwargs = {} if shape is None else {
         "ct_shape" if kind == "abdomen" else "shape": _parse_shape(shape)}
+    if kind == "abdomen":
+        kwargs["workers"] = workers
     try:
         make_phantoms(out, cases, seed, kind, **kwargs)
     except ValueError as exc:
@@ -352,7 +355,7 @@ def bench_pipeline_cmd(
 ) -> None:
     """Seconds per pipeline stage and peak memory on a phantom CT."""
     from dicom_node.bench_pipeline import bench_pipeline
-    from dicom_node.worker import resolve_device
+    from pipeline.device import resolve_device
 
     result = bench_pipeline(_parse_shape(shape), resolve_device(device), model=model)
     typer.echo("\n".join(result.lines()))

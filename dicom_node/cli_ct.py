@@ -40,6 +40,14 @@ ValOpt = Annotated[Path | None, typer.Option("--val-data", help="Held-out studie
                                              "per-epoch validation.", exists=True)]
 FloorOpt = Annotated[float, typer.Option(help="Weighted loss: weight = max(SUV, floor).")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for torch.")]
+WorkersOpt = Annotated[int, typer.Option(min=0, help="Processes that build the pair cache and "
+                                         "assemble batches (0 = in the training process).")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Pair cache to share "
+                                               "between runs on the same data and grid "
+                                               "(default OUT.work/pairs-cache).")]
+MinutesOpt = Annotated[float | None, typer.Option("--max-minutes", min=0.0, help="Stop after "
+                                                  "the epoch that passes this wall time, and "
+                                                  "export (a GPU lease, a night).")]
 NameOpt = Annotated[str | None, typer.Option(help="Package name.")]
 VersionOpt = Annotated[str, typer.Option(help="Package version.")]
 LesionOpt = Annotated[float, typer.Option(help="Share of crops centred on a hot region "
@@ -99,18 +107,20 @@ def _sampling(ctx: typer.Context, lesion_p: float, negative_p: float,
               negative_studies: int | None, augment: bool, spacing: str, context: int,
               crop: int | None, samples_per_epoch: int | None, lr: float | None,
               val_data: Path | None, weight_floor: float, threads: int | None,
-              name: str | None, version: str, average_last: int) -> dict:
+              name: str | None, version: str, average_last: int, workers: int = 0,
+              max_minutes: float | None = None, cache_dir: Path | None = None) -> dict:
     """The settings every CT trainer takes (data sampling, schedule, package identity)."""
     return {"average_last": average_last, "lesion_p": lesion_p, "negative_p": negative_p,
             "negative_studies": negative_studies, "augment": {} if augment else None,
             "spacing_mm": _spacing(spacing), "context": context, "crop": crop,
             "samples_per_epoch": samples_per_epoch, "lr": lr, "val_data": val_data,
             "weight_floor": weight_floor, "threads": threads, "name": name,
-            "version": version, "command": _command(ctx)}
+            "version": version, "command": _command(ctx), "workers": workers,
+            "max_minutes": max_minutes, "cache_dir": cache_dir}
 
 
 def _config(**kw):
-    from dicom_node.worker import resolve_device
+    from pipeline.device import resolve_device
     from training.ct_trainers import TrainConfig
 
     if kw.pop("loss") not in ("weighted", "plain"):
@@ -157,6 +167,7 @@ def train_fcn(
     version: VersionOpt = "0.1.0", lesion_p: LesionOpt = 0.5, negative_p: NegativeOpt = 0.0,
     negative_studies: NegStudiesOpt = None, augment: AugOpt = True, average_last: AverageOpt = 1,
     antialias: AntialiasOpt = True, init: InitOpt = None, aug_noise_hu: NoiseOpt = None,
+    workers: WorkersOpt = 0, max_minutes: MinutesOpt = None, cache_dir: CacheOpt = None,
     dropout: Annotated[float, typer.Option(help="fc6/fc7 dropout (paper 0.5 at 4096 "
                                            "channels).")] = 0.5,
     batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN "
@@ -172,7 +183,8 @@ def train_fcn(
                        "batch_norm": batch_norm},
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
-                              threads, name, version, average_last))
+                              threads, name, version, average_last, workers, max_minutes,
+                              cache_dir))
     _finish(_run(run, cfg))
 
 
@@ -190,6 +202,7 @@ def train_pix2pix(
     version: VersionOpt = "0.1.0", lesion_p: LesionOpt = 0.5, negative_p: NegativeOpt = 0.0,
     negative_studies: NegStudiesOpt = None, augment: AugOpt = True, average_last: AverageOpt = 1,
     antialias: AntialiasOpt = True, init: InitOpt = None, aug_noise_hu: NoiseOpt = None,
+    workers: WorkersOpt = 0, max_minutes: MinutesOpt = None, cache_dir: CacheOpt = None,
 ) -> None:
     """Train pix2pix (U-Net generator + 70x70 PatchGAN) CT -> SUV; writes a `pix2pix_unet`
     package (the generator)."""
@@ -201,7 +214,8 @@ def train_pix2pix(
                   net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
-                              threads, name, version, average_last))
+                              threads, name, version, average_last, workers, max_minutes,
+                              cache_dir))
     _finish(_run(run, cfg))
 
 
@@ -248,7 +262,7 @@ def bench_train(
     ngf: Annotated[int, typer.Option(help="pix2pix generator width.")] = 64,
 ) -> None:
     """Training images/s of FCN-4s or pix2pix (paper sizes by default) on random slices."""
-    from dicom_node.worker import resolve_device
+    from pipeline.device import resolve_device
     from training.bench_train import bench_train as run
 
     if network not in ("fcn", "pix2pix"):

@@ -25,6 +25,7 @@ from dicom_node.jobs import claim_job, release_job, renew_lease, update_job
 from dicom_node.logfmt import configure_worker_logging, job_logger
 from dicom_node.records import series_files
 from dicom_node.sender import DeliveryStopped, deliver
+from pipeline.device import resolve_device
 from pipeline.errors import VpetError
 from pipeline.types import PipelineResult, Recipe
 
@@ -36,15 +37,6 @@ class Runner(Protocol):
 
     def __call__(self, files: list[Path], out_dir: Path, *, recipe: Recipe, model: Any,
                  device: str) -> PipelineResult: ...
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when torch sees a GPU, else "cpu"."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def pipeline_runner(files: list[Path], out_dir: Path, *, recipe: Recipe, model: Any,

@@ -16,7 +16,9 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -165,21 +167,35 @@ def cached_nifti_pair(cache_dir: Path, case_dir: Path, spacing_mm: Sequence[floa
 
 
 def load_pairs(root: Path, spacing_mm: Sequence[float], cache_dir: Path | None = None,
-               antialiased: bool = False) -> list[Pair]:
+               antialiased: bool = False, workers: int = 0) -> list[Pair]:
     """All DICOM studies, then all autoPET NIfTI cases, under `root` as pairs; cached per
     study as .npz in `cache_dir`. `antialiased`: CT low-passed to the model grid first, as a
-    package with `input.antialias` expects (pipeline.resample.antialias)."""
+    package with `input.antialias` expects (pipeline.resample.antialias). `workers` > 1 builds
+    missing cache files in that many processes first (the DICOM parsing and resampling)."""
     cache_dir = Path(cache_dir or Path(root) / ".pairs-cache")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    pairs = []
-    for ct_files, pt_files in find_studies(root):
-        study = str(pydicom.dcmread(ct_files[0], stop_before_pixels=True).StudyInstanceUID)
-        pairs.append(cached_pair(cache_dir, study, ct_files, pt_files, spacing_mm, antialiased))
+    studies = [(str(pydicom.dcmread(ct[0], stop_before_pixels=True).StudyInstanceUID), ct, pt)
+               for ct, pt in find_studies(root)]
+    missing = [s for s in studies
+               if not _cache_path(cache_dir, s[0], spacing_mm, antialiased).is_file()]
+    if workers > 1 and len(missing) > 1:
+        build = partial(_build_into_cache, cache_dir, spacing_mm=spacing_mm,
+                        antialiased=antialiased)
+        with ProcessPoolExecutor(min(workers, len(missing))) as pool:
+            list(pool.map(build, *zip(*missing, strict=True)))
+    pairs = [cached_pair(cache_dir, study, ct_files, pt_files, spacing_mm, antialiased)
+             for study, ct_files, pt_files in studies]
     nifti = find_nifti_cases(root)
     pairs += [cached_nifti_pair(cache_dir, case, spacing_mm, antialiased) for case in nifti]
     if nifti:
         log.info("found %d NIfTI (autoPET layout) cases under %s", len(nifti), root)
     return pairs
+
+
+def _build_into_cache(cache_dir: Path, study_uid: str, ct_files: Sequence[Path],
+                      pt_files: Sequence[Path], *, spacing_mm: Sequence[float],
+                      antialiased: bool) -> None:
+    cached_pair(cache_dir, study_uid, ct_files, pt_files, spacing_mm, antialiased)
 
 
 def cached_pair(cache_dir: Path, study_uid: str, ct_files: Iterable[Path],

@@ -28,7 +28,8 @@ def trained(tmp_path_factory):
     fcn = runner.invoke(app, ["train", "fcn", "--data", str(root / "data"), "--out",
                               str(root / "fcn"), "--width", "0.0625", "--fc-channels", "8",
                               "--context", "3", "--loss", "plain", "--average-last", "2",
-                              *TINY])
+                              "--workers", "2", "--max-minutes", "30", "--cache-dir",
+                              str(root / "cache"), *TINY])
     assert fcn.exit_code == 0, fcn.output
     cgan = runner.invoke(app, ["train", "pix2pix", "--data", str(root / "data"), "--out",
                                str(root / "cgan"), "--ngf", "4", "--ndf", "4", "--num-downs", "5",
@@ -58,6 +59,9 @@ def test_train_commands_write_loadable_packages(trained):
     assert cgan.manifest["input"]["antialias"] is False and cgan.antialias is False
     assert fcn.manifest["input"]["antialias"] is True and fcn.antialias is True
     assert fcn.manifest["training"]["config"]["average_last"] == 2
+    assert fcn.manifest["training"]["config"]["workers"] == 2
+    assert fcn.manifest["training"]["config"]["max_minutes"] == 30.0
+    assert len(list((trained / "cache").glob("*.npz"))) == 2  # the shared pair cache
     assert fcn.manifest["metrics"]["averaged_epochs"] == [1]  # one epoch trained so far
     assert fcn.manifest["training"]["command"].startswith("vpet train fcn --data")
     assert "--loss plain" in fcn.manifest["training"]["command"]

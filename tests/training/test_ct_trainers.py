@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 
 from pipeline.models.fcn import build_fcn4s
 from pipeline.models.package import ModelPackage
 from pipeline.models.pix2pix import build_pix2pix_unet
 from training.ct_trainers import TrainConfig, train_fcn, train_pix2pix
+from training.ct_trainers.data import _worker_generator
 from training.losses import discriminator_loss, generator_loss, pixel_loss, suv_weights
 from training.pairs import load_pairs
 from training.phantoms.abdomen import make_case
@@ -130,6 +132,30 @@ def test_average_last_exports_the_mean_of_the_last_epochs(data, tmp_path):
     assert np.isfinite(manifest["metrics"]["val_mae"])
     last = load_file(str(tmp_path / "work" / "checkpoint" / "checkpoint.safetensors"))
     torch.testing.assert_close(last["net." + key], three[key])  # resume goes on from epoch 3
+
+
+def test_time_budget_stops_after_an_epoch_and_exports(data, tmp_path, caplog):
+    cfg = _cfg(data, tmp_path, net={"width": 1 / 16, "fc_channels": 8}, max_minutes=0.0)
+    with caplog.at_level("WARNING", logger="training.ct_trainers.loop"):
+        train_fcn(dataclasses.replace(cfg, epochs=3))
+    assert any("stopping after epoch 1 of 3" in r.getMessage() for r in caplog.records)
+    manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    assert [h["epoch"] for h in manifest["training"]["history"]] == [1]
+    assert manifest["training"]["config"]["max_minutes"] == 0.0
+    _check_package(tmp_path / "pkg", build_fcn4s, "fcn4s", data)
+
+
+def test_loader_processes_train_with_generators_of_their_own(data, tmp_path):
+    cfg = _cfg(data, tmp_path, net={"width": 1 / 16, "fc_channels": 8}, crop=32, augment={},
+               samples_per_epoch=8, workers=2)
+    train_fcn(cfg)
+    assert len(list((tmp_path / "work" / "pairs-cache").glob("*.npz"))) == 2
+    _check_package(tmp_path / "pkg", build_fcn4s, "fcn4s", data)
+    loader = DataLoader(range(4), batch_size=1, num_workers=2,
+                        generator=torch.Generator().manual_seed(0),
+                        collate_fn=lambda _: torch.rand(1, generator=_worker_generator()))
+    draws = [float(v) for v in loader]
+    assert len(set(draws)) == 4  # inherited copies of one generator would repeat per worker
 
 
 def test_fine_tuning_starts_from_a_package_and_its_blend_member(data, tmp_path):

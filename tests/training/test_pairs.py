@@ -57,6 +57,16 @@ def test_cache_skips_dicom(root, tmp_path, monkeypatch):
         assert np.array_equal(a.suv, b.suv) and a.origin == pytest.approx(b.origin)
 
 
+def test_cache_built_in_worker_processes_matches(root, tmp_path):
+    folder, _ = root
+    serial = load_pairs(folder, SPACING, tmp_path / "serial")
+    parallel = load_pairs(folder, SPACING, tmp_path / "parallel", workers=2)
+    assert len(list((tmp_path / "parallel").glob("*.npz"))) == 2
+    for a, b in zip(serial, parallel, strict=True):
+        assert a.study_uid == b.study_uid
+        assert np.array_equal(a.ct, b.ct) and np.array_equal(a.suv, b.suv)
+
+
 def test_compact_pair_halves_memory_and_keeps_values():
     rng = np.random.default_rng(0)
     ct = rng.uniform(-1000, 1500, (6, 20, 24)).astype(np.float32)

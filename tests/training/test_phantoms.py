@@ -70,6 +70,16 @@ def test_ct_only_and_make_phantoms(tmp_path):
     assert (tmp_path / "set" / "cases.json").is_file()
 
 
+def test_parallel_generation_writes_the_same_cases(tmp_path):
+    one = make_phantoms(tmp_path / "one", 3, seed=40, ct_shape=(4, 32, 32))
+    two = make_phantoms(tmp_path / "two", 3, seed=40, ct_shape=(4, 32, 32), workers=2)
+    assert [c.lesions for c in one] == [c.lesions for c in two]
+    assert [c.study_uid for c in one] == [c.study_uid for c in two]
+    for a, b in zip(one, two, strict=True):
+        assert np.array_equal(pydicom.dcmread(a.ct_paths[2]).pixel_array,
+                              pydicom.dcmread(b.ct_paths[2]).pixel_array)
+
+
 def test_generation_is_seeded(tmp_path):
     a = make_case(tmp_path / "a", 5, ct_shape=(4, 32, 32))
     b = make_case(tmp_path / "b", 5, ct_shape=(4, 32, 32))

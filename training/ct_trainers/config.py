@@ -18,6 +18,7 @@ class TrainConfig:
     data: Path
     out: Path
     work_dir: Path | None = None  # checkpoints, curves, pair cache; default: <out>.work
+    cache_dir: Path | None = None  # pair cache to share between runs; default: work_dir/pairs-cache
     val_data: Path | None = None  # held-out studies; default: `val_fraction` of `data`
     val_fraction: float = 0.2
     epochs: int = 20
@@ -50,9 +51,14 @@ class TrainConfig:
     resume: bool = True
     progress: bool = True
     threads: int | None = None
+    workers: int = 0  # processes building the pair cache and assembling batches; 0 = in process
+    max_minutes: float | None = None  # stop after the epoch that passes this wall time; export
     name: str | None = None
     version: str = "0.1.0"
     command: str = ""
 
     def resolved_work_dir(self) -> Path:
         return Path(self.work_dir) if self.work_dir else Path(str(self.out) + ".work")
+
+    def resolved_cache_dir(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else self.resolved_work_dir() / "pairs-cache"

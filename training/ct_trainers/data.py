@@ -15,7 +15,7 @@ from functools import partial
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 
 from training.ct_trainers.config import TrainConfig
 from training.ct_trainers.sampling import Augment, PatchSampler, hot_regions, patch_batch
@@ -28,14 +28,14 @@ log = logging.getLogger(__name__)
 
 def load_split(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
     """Training and validation pairs (whole studies, never slices of one study in both)."""
-    cache = cfg.resolved_work_dir() / "pairs-cache"
-    pairs = load_pairs(cfg.data, cfg.spacing_mm, cache, cfg.antialias)
+    cache = cfg.resolved_cache_dir()
+    pairs = load_pairs(cfg.data, cfg.spacing_mm, cache, cfg.antialias, cfg.workers)
     if not pairs:
         raise ValueError(f"no paired PET/CT studies under {cfg.data}")
     if cfg.val_data is not None:
         for i, pair in enumerate(pairs):  # one by one: the float32 copies go as we go
             pairs[i] = pair.compact()
-        return pairs, load_pairs(cfg.val_data, cfg.spacing_mm, cache, cfg.antialias)
+        return pairs, load_pairs(cfg.val_data, cfg.spacing_mm, cache, cfg.antialias, cfg.workers)
     order = np.random.default_rng(cfg.seed).permutation(len(pairs))
     n_val = round(len(pairs) * cfg.val_fraction) if len(pairs) > 1 else 0
     n_val = min(max(n_val, 1 if len(pairs) > 1 else 0), len(pairs) - 1)
@@ -81,13 +81,30 @@ def make_loader(slices: SliceSet, cfg: TrainConfig, batch_size: int, gen: torch.
         sampler = PatchSampler(slices, regions, cfg.samples_per_epoch or len(slices),
                                cfg.lesion_p, cfg.crop, cfg.hot_boost, gen, cfg.negative_p)
     loader = DataLoader(_Indices(len(slices)), batch_size=batch_size, sampler=sampler,
-                        collate_fn=collate)
+                        collate_fn=collate, num_workers=cfg.workers,
+                        generator=gen if cfg.workers else None)
     return loader, sampler if isinstance(sampler, DistributedSampler) else None
 
 
 def _collate(slices: SliceSet, crop: int | None, aug: Augment | None, gen: torch.Generator,
              items: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
-    return patch_batch(slices, items, crop, aug, gen)
+    return patch_batch(slices, items, crop, aug, _worker_generator() or gen)
+
+
+_WORKER_GENERATORS: dict[int, torch.Generator] = {}
+
+
+def _worker_generator() -> torch.Generator | None:
+    """In a loader process, a generator of its own (seeded per worker and epoch by the loader):
+    the copies of the main generator that each worker inherits would repeat one another's crops
+    and augmentations."""
+    info = get_worker_info()
+    if info is None:
+        return None
+    if info.seed not in _WORKER_GENERATORS:
+        _WORKER_GENERATORS.clear()
+        _WORKER_GENERATORS[info.seed] = torch.Generator().manual_seed(info.seed % 2**63)
+    return _WORKER_GENERATORS[info.seed]
 
 
 def validate(predict: Callable[[np.ndarray], np.ndarray], pairs: Sequence[Pair]) -> dict:

@@ -121,6 +121,8 @@ def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Mod
                                 gen)
                 keys = sorted({k for h in history for k in h} - {"epoch", "lr_factor"})
                 plot_curves(history, keys, work / "curves.png")
+            if _out_of_time(cfg, started, epoch):
+                break
     if rt.main:
         train_mode(False)
         metrics = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}
@@ -132,6 +134,16 @@ def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Mod
             (Path(cfg.out) / "curves.png").write_bytes((work / "curves.png").read_bytes())
         log.info("wrote %s package to %s", arch, cfg.out)
     return Path(cfg.out)
+
+
+def _out_of_time(cfg: TrainConfig, started: float, epoch: int) -> bool:
+    """True when `max_minutes` has passed and epochs remain (the run stops, still exports)."""
+    spent = (time.monotonic() - started) / 60
+    if cfg.max_minutes is None or spent < cfg.max_minutes or epoch + 1 >= cfg.epochs:
+        return False
+    log.warning("stopping after epoch %d of %d: %.1f of --max-minutes %.1f spent", epoch + 1,
+                cfg.epochs, spent, cfg.max_minutes)
+    return True
 
 
 def _average_into(export: nn.Module, work: Path, last_epoch: int, count: int,
