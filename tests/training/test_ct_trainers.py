@@ -15,6 +15,7 @@ from pipeline.models.fcn import build_fcn4s
 from pipeline.models.package import ModelPackage
 from pipeline.models.pix2pix import build_pix2pix_unet
 from training.ct_trainers import TrainConfig, train_fcn, train_pix2pix
+from training.ct_trainers.checkpoint import load_checkpoint, save_checkpoint
 from training.ct_trainers.data import _worker_generator
 from training.losses import discriminator_loss, generator_loss, pixel_loss, suv_weights
 from training.pairs import load_pairs
@@ -132,6 +133,24 @@ def test_average_last_exports_the_mean_of_the_last_epochs(data, tmp_path):
     assert np.isfinite(manifest["metrics"]["val_mae"])
     last = load_file(str(tmp_path / "work" / "checkpoint" / "checkpoint.safetensors"))
     torch.testing.assert_close(last["net." + key], three[key])  # resume goes on from epoch 3
+
+
+def test_checkpoint_keeps_channels_last_optimizer_state(tmp_path):
+    def make():
+        net = torch.nn.Conv2d(2, 4, 3).to(memory_format=torch.channels_last)
+        return net, torch.optim.Adam(net.parameters())
+
+    net, opt = make()
+    x = torch.rand(2, 2, 8, 8).contiguous(memory_format=torch.channels_last)
+    net(x).sum().backward()
+    opt.step()
+    moment = opt.state[net.weight]["exp_avg"]
+    assert not moment.is_contiguous()  # the layout the trainers get on CUDA
+    save_checkpoint(tmp_path, {"net": net}, {"opt": opt}, {"epoch": 1})
+    net2, opt2 = make()
+    assert load_checkpoint(tmp_path, {"net": net2}, {"opt": opt2})["epoch"] == 1
+    torch.testing.assert_close(opt2.state[net2.weight]["exp_avg"], moment)
+    torch.testing.assert_close(net2.weight, net.weight)
 
 
 def test_time_budget_stops_after_an_epoch_and_exports(data, tmp_path, caplog):

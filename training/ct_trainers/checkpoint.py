@@ -25,7 +25,9 @@ def _flatten_optimizer(name: str, opt: torch.optim.Optimizer, tensors: dict) -> 
     state = opt.state_dict()
     for idx, entries in state["state"].items():
         for key, value in entries.items():
-            tensors[f"{name}.state.{idx}.{key}"] = torch.as_tensor(value).detach().cpu()
+            # .contiguous(): Adam's moments keep a channels_last parameter's layout on CUDA,
+            # and safetensors stores only contiguous tensors
+            tensors[f"{name}.state.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     return {"param_groups": state["param_groups"], "ids": sorted(state["state"])}
 
 
