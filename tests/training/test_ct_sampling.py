@@ -45,6 +45,20 @@ def test_lesion_centred_crops_contain_the_lesion():
     assert (y.amax((1, 2, 3)) > 5.0).float().mean() < 0.5  # random crops mostly miss it
 
 
+def test_hot_slices_drawn_boost_plus_one_times_as_often():
+    z, y, x = np.mgrid[:12, :32, :32]
+    suv = np.where((z < 3) & ((y - 16) ** 2 + (x - 16) ** 2 <= 16), 6.0, 1.0).astype(np.float32)
+    pair = Pair(np.full(suv.shape, 40.0, np.float32), suv, (0.0,) * 3, (3.0,) * 3, "uid")
+    slices = SliceSet([pair], context=1, multiple=8)
+    hot = slices.hot.numpy()
+    assert 0 < hot.sum() < len(hot)
+    items = list(PatchSampler(slices, [], 6000, 0.0, 16, 2.0, torch.Generator().manual_seed(3)))
+    share = np.mean([hot[i] for i, _, _ in items])
+    expected = 3 * hot.sum() / (3 * hot.sum() + (~hot).sum())
+    assert abs(share - expected) < 0.03
+    assert all(cy == -1 and cx == -1 for _, cy, cx in items)  # random crops, no centre
+
+
 def test_augmented_crops_keep_ct_and_pet_aligned():
     pair = _pair()
     slices = SliceSet([pair], context=3, multiple=8)
