@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -112,9 +113,14 @@ def _cache_path(cache_dir: Path, study_uid: str, spacing_mm: Sequence[float],
 
 
 def save_pair(path: Path, pair: Pair) -> None:
+    """Write atomically: runs sharing a cache (--cache-dir, worker processes) and a run killed
+    mid-write never leave a half-written file behind."""
     extra = {} if pair.seg is None else {"seg": pair.seg.astype(np.uint8)}
-    np.savez(path, ct=pair.ct, suv=pair.suv, origin=np.array(pair.origin),
-             spacing=np.array(pair.spacing), study_uid=np.array(pair.study_uid), **extra)
+    tmp = Path(path).with_name(f"{Path(path).name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, ct=pair.ct, suv=pair.suv, origin=np.array(pair.origin),
+                 spacing=np.array(pair.spacing), study_uid=np.array(pair.study_uid), **extra)
+    os.replace(tmp, path)
 
 
 def load_pair(path: Path) -> Pair:

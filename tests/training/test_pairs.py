@@ -62,6 +62,7 @@ def test_cache_built_in_worker_processes_matches(root, tmp_path):
     serial = load_pairs(folder, SPACING, tmp_path / "serial")
     parallel = load_pairs(folder, SPACING, tmp_path / "parallel", workers=2)
     assert len(list((tmp_path / "parallel").glob("*.npz"))) == 2
+    assert not list((tmp_path / "parallel").glob("*.tmp"))  # written aside, then renamed
     for a, b in zip(serial, parallel, strict=True):
         assert a.study_uid == b.study_uid
         assert np.array_equal(a.ct, b.ct) and np.array_equal(a.suv, b.suv)
