@@ -135,12 +135,12 @@ def _config(**kw):
 
 
 def _run(run, cfg) -> Path:
-    """A trainer run; a package it cannot use (--init, data) ends with its reason, exit 2."""
-    from pipeline.errors import ModelError
+    """A trainer run; a package (--init) or data it cannot use ends with its reason, exit 2."""
+    from pipeline.errors import InputError, ModelError
 
     try:
         return run(cfg)
-    except ModelError as exc:
+    except (ModelError, InputError) as exc:
         typer.echo(f"cannot train: {exc}", err=True)
         raise typer.Exit(2) from None
 

@@ -61,11 +61,26 @@ class Pair:
         return idx[2], idx[1], idx[0]
 
 
+def _files(root: Path) -> list[Path]:
+    """Every file under `root`, through symlinked folders too (a training set is often links
+    to studies kept elsewhere); each real folder once, so a link loop ends."""
+    seen: set[str] = set()
+    files = []
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        files += [Path(folder) / n for n in names if (Path(folder) / n).is_file()]
+    return sorted(files)
+
+
 def find_studies(root: Path) -> list[tuple[list[Path], list[Path]]]:
     """(CT files, PT files) per study under `root`, paired by Study UID and Frame of Reference."""
     series: dict[str, list[Path]] = defaultdict(list)
     info: dict[str, tuple[str, str, str]] = {}
-    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+    for path in _files(Path(root)):
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True,
                                  specific_tags=["Modality", "SeriesInstanceUID",

@@ -99,6 +99,15 @@ def test_init_from_another_architecture_is_refused(trained, tmp_path):
     assert result.exit_code == 2 and "holds pix2pix_unet, not fcn4s" in result.output
 
 
+def test_validation_folder_without_studies_is_refused(trained, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["train", "fcn", "--data", str(trained / "data"), "--out",
+                                      str(tmp_path / "x"), "--val-data", str(tmp_path / "empty"),
+                                      "--width", "0.0625", "--fc-channels", "8", *TINY])
+    assert result.exit_code == 2
+    assert "no paired PET/CT studies under the validation data" in result.output
+
+
 def test_noise_augmentation_without_augmentation_is_refused(trained, tmp_path):
     result = CliRunner().invoke(app, ["train", "pix2pix", "--data", str(trained / "data"),
                                       "--out", str(tmp_path / "g"), "--no-augment",

@@ -29,6 +29,15 @@ def test_find_studies_pairs_ct_and_pet(root):
         assert ct and pt and ct[0].parent.name == "CT" and pt[0].parent.name == "PT"
 
 
+def test_studies_found_through_symlinked_folders_and_link_loops(root, tmp_path):
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for name in ("a", "b"):
+        (linked / name).symlink_to(root[0] / name, target_is_directory=True)
+    (linked / "loop").symlink_to(linked, target_is_directory=True)
+    assert len(find_studies(linked)) == 2
+
+
 def test_pair_on_one_grid_with_hot_lesion(root):
     _, info = root
     pair = build_pair(info.ct_paths, info.pet_paths, SPACING)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 
+from pipeline.errors import InputError
 from training.ct_trainers.config import TrainConfig
 from training.ct_trainers.sampling import Augment, PatchSampler, hot_regions, patch_batch
 from training.metrics import BODY_HU
@@ -31,11 +32,14 @@ def load_split(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
     cache = cfg.resolved_cache_dir()
     pairs = load_pairs(cfg.data, cfg.spacing_mm, cache, cfg.antialias, cfg.workers)
     if not pairs:
-        raise ValueError(f"no paired PET/CT studies under {cfg.data}")
+        raise InputError(f"no paired PET/CT studies under {cfg.data}")
     if cfg.val_data is not None:
+        val = load_pairs(cfg.val_data, cfg.spacing_mm, cache, cfg.antialias, cfg.workers)
+        if not val:  # else every epoch would report a validation error of 0
+            raise InputError(f"no paired PET/CT studies under the validation data {cfg.val_data}")
         for i, pair in enumerate(pairs):  # one by one: the float32 copies go as we go
             pairs[i] = pair.compact()
-        return pairs, load_pairs(cfg.val_data, cfg.spacing_mm, cache, cfg.antialias, cfg.workers)
+        return pairs, val
     order = np.random.default_rng(cfg.seed).permutation(len(pairs))
     n_val = round(len(pairs) * cfg.val_fraction) if len(pairs) > 1 else 0
     n_val = min(max(n_val, 1 if len(pairs) > 1 else 0), len(pairs) - 1)
