@@ -35,15 +35,16 @@ DATA = (
     "origin), FWHM 5-8 mm, Poisson-like noise, stored in Bq/ml and converted to SUVbw by "
     "pipeline.suv; liver lesions 5-30 mm: hypodense and iso-dense (faint CT signature) FDG-avid "
     "SUVmax 3-15, benign water-density cysts with low uptake; ~20% lesion-free cases. CT "
-    "low-passed to the 3 mm model grid before resampling (input.antialias). 0.2.0 (the starting "
-    "point): 44 cases 64x192x192 seeds 0-43 + 20 cases 80x256x256 seeds 2000-2019. 0.3.0 FCN "
-    "fine-tuning: 80 cases 64x192x192 seeds 0-79, 60 cases 80x256x256 seeds 2000-2059, 40 cases "
-    "96x320x320 seeds 4000-4039, 16 cases 120x512x512 seeds 6000-6015 (CT pixels 0.75-2.5 mm); "
-    "validation (per-epoch numbers, choice of checkpoint and blend options): 40 cases "
-    "64x192x192 seeds 50000-50039; held-out (metrics below only): 12 cases 64x192x192 seeds "
-    "100000-100011 and 46 mixed-grid cases (30 64x192x192 seeds 200000-200029, 10 96x320x320 "
-    "seeds 210000-210009, 6 120x512x512 seeds 220000-220005). Crops: 30% centred on hot PET "
-    "regions, 30% on the network's own false hot regions (hard negatives, re-mined each "
+    "low-passed to the 2 mm model grid before resampling (input.antialias). 0.4.0 continues "
+    "0.3.0's networks (trained on the 3 mm grid: 0.2.0 on 64 cases, 0.3.0's FCN on 196) on the "
+    "2 mm grid: 80 cases 64x192x192 seeds 0-79, 40 cases 80x256x256 seeds 2000-2039, 20 cases "
+    "96x320x320 seeds 4000-4019, 8 cases 120x512x512 seeds 6000-6007 (CT pixels 0.75-2.5 mm); "
+    "choice of the candidate: 40 cases 64x192x192 seeds 50000-50039 and 26 mixed-grid cases "
+    "(20 96x320x320 seeds 300000-300019, 6 120x512x512 seeds 310000-310005); held-out (metrics "
+    "below only): 12 cases 64x192x192 seeds 100000-100011 and 46 mixed-grid cases (30 "
+    "64x192x192 seeds 200000-200029, 10 96x320x320 seeds 210000-210009, 6 120x512x512 seeds "
+    "220000-220005). Crops (128 px): 30% centred on hot PET regions, FCN also 30% on the "
+    "network's own false hot regions (hard negatives, re-mined each "
     "epoch), the rest random; zoom, rotation, HU offset and CT noise augmentation.")
 
 
@@ -54,7 +55,7 @@ def _to_fp16(folder: Path) -> None:
 
 
 def ship(fcn: Path, cgan: Path, heldout: Path, out: Path, commands: list[str],
-         report_dir: Path, version: str = "0.3.0", dilate: int = 0,
+         report_dir: Path, version: str = "0.4.0", dilate: int = 0,
          hot_mask: str = "fcn", flip_tta: tuple[str, ...] = (),
          more_heldout: dict[str, Path] | None = None) -> dict:
     """Blend, store fp16, evaluate on `heldout` (and each of `more_heldout`, reported under its
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     for name in ("fcn", "cgan", "heldout", "out", "commands", "report"):
         p.add_argument(f"--{name}", type=Path, required=True)
-    p.add_argument("--version", default="0.3.0")
+    p.add_argument("--version", default="0.4.0")
     p.add_argument("--flip-tta", default="", help="members (fcn,cgan) with flip TTA")
     p.add_argument("--more-heldout", nargs=2, action="append", default=[],
                    metavar=("KEY", "DIR"), help="another held-out set, reported under KEY")
