@@ -14,22 +14,13 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline.models.package import load_package
+from tests.training.test_ct_trainers import data  # noqa: F401 - the same two tiny studies
 from training.bench_train import bench_train
 from training.ct_trainers import TrainConfig, train_fcn, train_pix2pix
 from training.pairs import load_pairs
-from training.phantoms.abdomen import make_case
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 SPACING = (8.0, 8.0, 8.0)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cuda-pairs")
-    make_case(root / "a", 31, ct_shape=(8, 48, 48), n_lesions=1, kinds=("hypodense",),
-              diameter_range_mm=(24, 28))
-    make_case(root / "b", 32, ct_shape=(8, 48, 48), n_lesions=0)
-    return root
 
 
 @pytest.mark.parametrize(("trainer", "net"), [
