@@ -27,7 +27,7 @@ SPACING = (8.0, 8.0, 8.0)
     (train_fcn, {"width": 1 / 16, "fc_channels": 8, "batch_norm": True}),
     (train_pix2pix, {"num_downs": 5, "ngf": 4, "ndf": 4}),
 ])
-def test_bf16_training_on_cuda_writes_fp32_package(data, tmp_path, trainer, net):
+def test_bf16_training_on_cuda_writes_fp32_package(data, tmp_path, trainer, net):  # noqa: F811
     cfg = TrainConfig(data=data, out=tmp_path / "pkg", work_dir=tmp_path / "work", epochs=2,
                       spacing_mm=SPACING, batch_size=4, crop=32, samples_per_epoch=16,
                       progress=False, device="cuda", amp=True, net=net, workers=2)
