@@ -216,6 +216,7 @@ def load_pairs(root: Path, spacing_mm: Sequence[float], cache_dir: Path | None =
 def _build_into_cache(cache_dir: Path, study_uid: str, ct_files: Sequence[Path],
                       pt_files: Sequence[Path], *, spacing_mm: Sequence[float],
                       antialiased: bool) -> None:
+    """Build one cache file in a worker process; returns nothing, so no volume is pickled back."""
     cached_pair(cache_dir, study_uid, ct_files, pt_files, spacing_mm, antialiased)
 
 

@@ -121,8 +121,8 @@ def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Mod
                                 gen)
                 keys = sorted({k for h in history for k in h} - {"epoch", "lr_factor"})
                 plot_curves(history, keys, work / "curves.png")
-            if _out_of_time(cfg, started, epoch):
-                break
+            if R.all_mean(float(_out_of_time(cfg, started, epoch)), rt) > 0:
+                break  # any rank past the budget stops all: a split decision would hang DDP
     if rt.main:
         train_mode(False)
         metrics = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}

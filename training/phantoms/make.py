@@ -38,7 +38,7 @@ def make_phantoms(out: Path, cases: int, seed: int, kind: str = "abdomen", *,
     out = Path(out)
     dirs = [out / f"case_{i:03d}" for i in range(cases)]
     seeds = [seed + i for i in range(cases)]
-    one = partial(_make_one, ct_shape=ct_shape, **kwargs)
+    one = partial(make_case, ct_shape=ct_shape, **kwargs)
     if workers > 1 and cases > 1:
         with ProcessPoolExecutor(min(workers, cases)) as pool:
             infos = list(pool.map(one, dirs, seeds))
@@ -47,7 +47,3 @@ def make_phantoms(out: Path, cases: int, seed: int, kind: str = "abdomen", *,
     (out / "cases.json").write_text(json.dumps([c.to_json() for c in infos], indent=1) + "\n")
     log.info("wrote %d %s phantom studies to %s", cases, kind, out)
     return infos
-
-
-def _make_one(out_dir: Path, seed: int, **kwargs) -> CaseInfo:
-    return make_case(out_dir, seed, **kwargs)
