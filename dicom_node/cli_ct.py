@@ -55,7 +55,10 @@ LesionOpt = Annotated[float, typer.Option(help="Share of crops centred on a hot 
 NegativeOpt = Annotated[float, typer.Option(help="Share of crops centred on regions the "
                                             "network paints hot where the PET is cold, mined "
                                             "each epoch (hard negatives; 0 = off).")]
-NegStudiesOpt = Annotated[int | None, typer.Option(help="Mine hard negatives in a random subset "
+PositiveOpt = Annotated[float, typer.Option(help="Share of crops centred on real hot regions "
+                                            "the network misses, mined each epoch (hard "
+                                            "positives; 0 = off).")]
+NegStudiesOpt = Annotated[int | None, typer.Option(help="Mine hard examples in a random subset "
                                                   "of this many training studies per epoch "
                                                   "(default all).", min=1)]
 AverageOpt = Annotated[int, typer.Option(help="Export the mean weights of the last N epochs "
@@ -108,9 +111,11 @@ def _sampling(ctx: typer.Context, lesion_p: float, negative_p: float,
               crop: int | None, samples_per_epoch: int | None, lr: float | None,
               val_data: Path | None, weight_floor: float, threads: int | None,
               name: str | None, version: str, average_last: int, workers: int = 0,
-              max_minutes: float | None = None, cache_dir: Path | None = None) -> dict:
+              max_minutes: float | None = None, cache_dir: Path | None = None,
+              positive_p: float = 0.0) -> dict:
     """The settings every CT trainer takes (data sampling, schedule, package identity)."""
     return {"average_last": average_last, "lesion_p": lesion_p, "negative_p": negative_p,
+            "positive_p": positive_p,
             "negative_studies": negative_studies, "augment": {} if augment else None,
             "spacing_mm": _spacing(spacing), "context": context, "crop": crop,
             "samples_per_epoch": samples_per_epoch, "lr": lr, "val_data": val_data,
@@ -168,6 +173,7 @@ def train_fcn(
     negative_studies: NegStudiesOpt = None, augment: AugOpt = True, average_last: AverageOpt = 1,
     antialias: AntialiasOpt = True, init: InitOpt = None, aug_noise_hu: NoiseOpt = None,
     workers: WorkersOpt = 0, max_minutes: MinutesOpt = None, cache_dir: CacheOpt = None,
+    positive_p: PositiveOpt = 0.0,
     dropout: Annotated[float, typer.Option(help="fc6/fc7 dropout (paper 0.5 at 4096 "
                                            "channels).")] = 0.5,
     batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN "
@@ -184,7 +190,7 @@ def train_fcn(
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
                               threads, name, version, average_last, workers, max_minutes,
-                              cache_dir))
+                              cache_dir, positive_p))
     _finish(_run(run, cfg))
 
 
@@ -203,6 +209,7 @@ def train_pix2pix(
     negative_studies: NegStudiesOpt = None, augment: AugOpt = True, average_last: AverageOpt = 1,
     antialias: AntialiasOpt = True, init: InitOpt = None, aug_noise_hu: NoiseOpt = None,
     workers: WorkersOpt = 0, max_minutes: MinutesOpt = None, cache_dir: CacheOpt = None,
+    positive_p: PositiveOpt = 0.0,
 ) -> None:
     """Train pix2pix (U-Net generator + 70x70 PatchGAN) CT -> SUV; writes a `pix2pix_unet`
     package (the generator)."""
@@ -215,7 +222,7 @@ def train_pix2pix(
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
                               threads, name, version, average_last, workers, max_minutes,
-                              cache_dir))
+                              cache_dir, positive_p))
     _finish(_run(run, cfg))
 
 

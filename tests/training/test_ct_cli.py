@@ -34,6 +34,7 @@ def trained(tmp_path_factory):
     cgan = runner.invoke(app, ["train", "pix2pix", "--data", str(root / "data"), "--out",
                                str(root / "cgan"), "--ngf", "4", "--ndf", "4", "--num-downs", "5",
                                "--context", "3", "--negative-p", "0.2", "--negative-studies", "1",
+                               "--positive-p", "0.25",
                                "--aug-noise-hu", "3", "--no-antialias", *TINY])
     assert cgan.exit_code == 0, cgan.output
     again = runner.invoke(app, ["train", "pix2pix", "--data", str(root / "data"), "--out",
@@ -55,6 +56,7 @@ def test_train_commands_write_loadable_packages(trained):
     assert fcn.manifest["training"]["config"]["weighted"] is False  # --loss plain
     assert cgan.manifest["training"]["config"]["weighted"] is True
     assert cgan.manifest["training"]["config"]["negative_studies"] == 1
+    assert cgan.manifest["training"]["config"]["positive_p"] == 0.25
     assert cgan.manifest["training"]["config"]["augment"] == {"noise_hu": 3.0}
     assert cgan.manifest["input"]["antialias"] is False and cgan.antialias is False
     assert fcn.manifest["input"]["antialias"] is True and fcn.antialias is True

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.ct_trainers.hard_negatives import false_hot_regions, mine_negatives
+from training.ct_trainers.data import validate
+from training.ct_trainers.hard_negatives import false_hot_regions, mine_hard_examples, mine_negatives
 from training.ct_trainers.sampling import PatchSampler, hot_regions, patch_batch
 from training.pairs import Pair
 from training.slices import SliceSet
@@ -70,3 +71,56 @@ def test_mining_a_subset_keeps_indices_into_the_whole_training_set():
     assert seen == {2}  # pair 2 was drawn in some epoch, and kept its index
     everything = mine_negatives(predict, pairs, None, torch.Generator())
     assert [p for p, _ in everything] == [2]
+
+
+def _blind(ct: np.ndarray) -> np.ndarray:
+    """A network that finds nothing: liver SUV everywhere."""
+    return np.full(ct.shape, 1.9, np.float32)
+
+
+def test_missed_hot_regions_are_the_real_lesions_left_cold():
+    pair = _pair()
+    hot = hot_regions([pair])
+    assert len(hot) == 1
+    negatives, positives = mine_hard_examples(_blind, [pair], hot, None, torch.Generator())
+    assert negatives == []
+    assert len(positives) == 1 and positives[0][0] == 0
+    assert (pair.suv[tuple(positives[0][1].T)] > 2.5).all()
+    # a network that paints every hypodense spot hot finds the lesion and errs on the cyst
+    negatives, positives = mine_hard_examples(_hypodense_is_hot, [pair], hot, None,
+                                              torch.Generator())
+    assert positives == [] and len(negatives) == 1
+
+
+def _two_lesions() -> Pair:
+    """A hypodense lesion (SUV 6, 10 HU) at (5, 16, 16) and a faint one (SUV 8, 45 HU) at
+    (5, 48, 64) in 50 HU liver: `_hypodense_is_hot` finds the first and misses the second."""
+    z, y, x = np.mgrid[:10, :64, :80]
+    plain = (z - 5) ** 2 + (y - 16) ** 2 + (x - 16) ** 2 <= 9
+    faint = (z - 5) ** 2 + (y - 48) ** 2 + (x - 64) ** 2 <= 9
+    ct = np.where(plain, 10.0, np.where(faint, 45.0, 50.0)).astype(np.float32)
+    suv = np.where(plain, 6.0, np.where(faint, 8.0, 1.9)).astype(np.float32)
+    return Pair(ct, suv, (0.0, 0.0, 0.0), (3.0, 3.0, 3.0), "two")
+
+
+def test_positive_crops_show_the_missed_lesion_and_fall_back_to_any_hot_region():
+    pair = _two_lesions()
+    slices = SliceSet([pair], context=3, multiple=8)
+    gen = torch.Generator().manual_seed(1)
+    hot = hot_regions([pair])
+    assert len(hot) == 2
+    sampler = PatchSampler(slices, hot, 64, 0.0, 16, 0.0, gen, positive_p=1.0)
+    _, y = patch_batch(slices, list(sampler), 16, None, gen)  # nothing mined: both lesions
+    assert {6.0, 8.0} <= {float(v) for v in y.flatten(1).amax(1)}
+    sampler.positives = mine_hard_examples(_hypodense_is_hot, [pair], hot, None, gen)[1]
+    assert len(sampler.positives) == 1
+    _, y = patch_batch(slices, list(sampler), 16, None, gen)
+    assert bool((y.flatten(1).amax(1) == 8.0).all())  # every crop holds the missed lesion
+
+
+def test_validation_reports_found_lesions_and_false_hot_regions():
+    pair = _pair()
+    blind = validate(_blind, [pair])
+    assert blind["val_hot_found"] == 0.0 and blind["val_false_hot"] == 0.0
+    greedy = validate(_hypodense_is_hot, [pair])
+    assert greedy["val_hot_found"] == 1.0 and greedy["val_false_hot"] == 1.0

@@ -108,14 +108,18 @@ def test_train_fcn_with_lesion_centred_augmented_crops(data, tmp_path):
     assert pkg.manifest["architecture"]["params"]["batch_norm"] is True
 
 
-def test_train_fcn_mines_hard_negatives_each_epoch(data, tmp_path, caplog):
+def test_train_fcn_mines_hard_examples_each_epoch(data, tmp_path, caplog):
     cfg = _cfg(data, tmp_path, net={"width": 1 / 16, "fc_channels": 8}, crop=32,
-               lesion_p=0.3, negative_p=0.5, samples_per_epoch=8)
+               lesion_p=0.3, negative_p=0.3, positive_p=0.3, samples_per_epoch=8)
     with caplog.at_level("INFO", logger="training.ct_trainers.hard_negatives"):
         train_fcn(cfg)
-    assert any("hard negatives:" in r.getMessage() for r in caplog.records)
+    mined = [r.getMessage() for r in caplog.records if "hard examples in" in r.getMessage()]
+    assert len(mined) == cfg.epochs  # once per epoch, before its crops are drawn
+    assert all("missed hot regions of 0" not in m for m in mined)  # the lesions were looked at
     pkg, _ = _check_package(tmp_path / "pkg", build_fcn4s, "fcn4s", data)
-    assert pkg.manifest["training"]["config"]["negative_p"] == 0.5
+    config = pkg.manifest["training"]["config"]
+    assert (config["negative_p"], config["positive_p"]) == (0.3, 0.3)
+    assert 0.0 <= pkg.manifest["metrics"]["val_hot_found"] <= 1.0
 
 
 def test_average_last_exports_the_mean_of_the_last_epochs(data, tmp_path):

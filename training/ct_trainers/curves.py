@@ -20,13 +20,13 @@ COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 def plot_curves(history: Sequence[dict], keys: Sequence[str], path: Path,
                 width: int = 640, panel: int = 160) -> Path:
     """One panel per key of `history` (list of per-epoch dicts with 'epoch'); writes `path`."""
-    keys = [k for k in keys if any(k in h for h in history)]
+    keys = [k for k in keys if any(h.get(k) is not None for h in history)]
     img = Image.new("RGB", (width, max(1, len(keys)) * panel), "white")
     draw = ImageDraw.Draw(img)
     left, right, pad = 60, 10, 16
     for row, key in enumerate(keys):
         top = row * panel
-        pts = [(h["epoch"], float(h[key])) for h in history if key in h]
+        pts = [(h["epoch"], float(h[key])) for h in history if h.get(key) is not None]
         lo, hi = min(v for _, v in pts), max(v for _, v in pts)
         hi = hi if hi > lo else lo + 1.0
         e0, e1 = pts[0][0], max(pts[-1][0], pts[0][0] + 1)

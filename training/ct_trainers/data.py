@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, g
 
 from pipeline.errors import InputError
 from training.ct_trainers.config import TrainConfig
+from training.ct_trainers.hard_negatives import false_hot_in, missed
 from training.ct_trainers.sampling import Augment, PatchSampler, hot_regions, patch_batch
 from training.metrics import BODY_HU
 from training.pairs import Pair, load_pairs
@@ -83,7 +84,8 @@ def make_loader(slices: SliceSet, cfg: TrainConfig, batch_size: int, gen: torch.
         log.info("%d hot regions to centre %.0f%% of the crops on", len(regions),
                  100 * cfg.lesion_p if regions else 0)
         sampler = PatchSampler(slices, regions, cfg.samples_per_epoch or len(slices),
-                               cfg.lesion_p, cfg.crop, cfg.hot_boost, gen, cfg.negative_p)
+                               cfg.lesion_p, cfg.crop, cfg.hot_boost, gen, cfg.negative_p,
+                               cfg.positive_p)
     loader = DataLoader(_Indices(len(slices)), batch_size=batch_size, sampler=sampler,
                         collate_fn=collate, num_workers=cfg.workers,
                         generator=gen if cfg.workers else None)
@@ -112,9 +114,11 @@ def _worker_generator() -> torch.Generator | None:
 
 
 def validate(predict: Callable[[np.ndarray], np.ndarray], pairs: Sequence[Pair]) -> dict:
-    """MAE / RMSE in SUV over body voxels (CT > -500 HU) and the mean predicted SUVmax error."""
+    """MAE / RMSE in SUV over body voxels (CT > -500 HU), the mean predicted SUVmax error, and
+    detection: the share of real hot regions the prediction finds (> 2.5 SUV in them) and its
+    false hot regions per study. Why both: a checkpoint can gain MAE while losing lesions."""
     abs_err = sq_err = 0.0
-    n = 0
+    n = hot = found = false_hot = 0
     max_err = []
     for pair in pairs:
         pred = predict(pair.ct)
@@ -124,6 +128,12 @@ def validate(predict: Callable[[np.ndarray], np.ndarray], pairs: Sequence[Pair])
         sq_err += float((diff**2).sum())
         n += int(body.sum())
         max_err.append(abs(float(pred[body].max(initial=0)) - float(pair.suv[body].max(initial=0))))
+        regions = [v for _, v in hot_regions([pair])]
+        hot += len(regions)
+        found += len(regions) - len(missed(pred, regions))
+        false_hot += len(false_hot_in(pred, pair.suv))
     n = max(n, 1)
     return {"val_mae": round(abs_err / n, 5), "val_rmse": round(float(np.sqrt(sq_err / n)), 5),
-            "val_suvmax_err": round(float(np.mean(max_err)) if max_err else 0.0, 4)}
+            "val_suvmax_err": round(float(np.mean(max_err)) if max_err else 0.0, 4),
+            "val_hot_found": round(found / hot, 4) if hot else None,
+            "val_false_hot": round(false_hot / max(len(pairs), 1), 3)}

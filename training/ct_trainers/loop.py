@@ -26,7 +26,7 @@ from training.ct_trainers.checkpoint import load_checkpoint, save_checkpoint
 from training.ct_trainers.config import TrainConfig
 from training.ct_trainers.curves import plot_curves
 from training.ct_trainers.data import load_split, make_loader, validate
-from training.ct_trainers.hard_negatives import mine_negatives
+from training.ct_trainers.hard_negatives import mine_hard_examples
 from training.ct_trainers.init_weights import init_from_package
 from training.ct_trainers.sampling import PatchSampler
 from training.slices import CT_WINDOW, SliceSet
@@ -91,10 +91,12 @@ def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Mod
                 R.set_lr(opt, base_lr[name] * factor)
             if dist_sampler is not None:
                 dist_sampler.set_epoch(epoch)
-            if cfg.negative_p > 0 and isinstance(loader.sampler, PatchSampler):
+            sampler = loader.sampler
+            if (cfg.negative_p > 0 or cfg.positive_p > 0) and isinstance(sampler, PatchSampler):
                 train_mode(False)
-                loader.sampler.negatives = mine_negatives(package.predict, train_pairs,
-                                                          cfg.negative_studies, gen)
+                sampler.negatives, sampler.positives = mine_hard_examples(
+                    package.predict, train_pairs, sampler.regions if cfg.positive_p > 0 else [],
+                    cfg.negative_studies, gen)
             train_mode(True)
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader), info="")
             sums: dict[str, float] = {}

@@ -75,16 +75,21 @@ def hot_regions(pairs: Sequence[Pair], threshold: float = HOT_SUV, min_voxels: i
 class PatchSampler(Sampler):
     """Yields (slice index, centre y, centre x) or (slice index, -1, -1) for a random crop.
 
-    `negatives` (set between epochs by hard-negative mining) are regions the network paints hot
-    where the PET is cold; `negative_p` of the crops are centred on them when there are any."""
+    `negatives` (set between epochs by hard-example mining) are regions the network paints hot
+    where the PET is cold; `negative_p` of the crops are centred on them when there are any.
+    `positives` (mined alike) are real hot regions the network misses; `positive_p` of the
+    crops are centred on them, or on any hot region while none is missed."""
 
     def __init__(self, slices: SliceSet, regions: list[tuple[int, np.ndarray]], n: int,
                  lesion_p: float, crop: int | None, hot_boost: float,
-                 generator: torch.Generator, negative_p: float = 0.0) -> None:
+                 generator: torch.Generator, negative_p: float = 0.0,
+                 positive_p: float = 0.0) -> None:
         self.slices, self.regions, self.n = slices, regions, n
         self.lesion_p = lesion_p if regions else 0.0
         self.negative_p = negative_p
         self.negatives: list[tuple[int, np.ndarray]] = []
+        self.positive_p = positive_p if regions else 0.0
+        self.positives: list[tuple[int, np.ndarray]] = []
         self.crop, self.gen = crop, generator
         self.first = {}
         for i, (p, _k) in enumerate(slices.index):
@@ -104,7 +109,9 @@ class PatchSampler(Sampler):
         for u, i in zip(kinds, plain, strict=True):
             if u < self.lesion_p:
                 yield self._centred(self.regions)
-            elif u < self.lesion_p + negative_p:
+            elif u < self.lesion_p + self.positive_p:
+                yield self._centred(self.positives or self.regions)
+            elif u < self.lesion_p + self.positive_p + negative_p:
                 yield self._centred(self.negatives)
             else:
                 yield i, -1, -1
