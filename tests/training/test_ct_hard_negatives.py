@@ -1,4 +1,5 @@
-"""Hard-negative mining of the CT trainers (`training.ct_trainers.hard_negatives`)."""
+"""Hard-example mining (false hot and missed hot regions) and detection validation of the CT
+trainers (`training.ct_trainers.hard_negatives`, `training.ct_trainers.data.validate`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import numpy as np
 import torch
 
 from training.ct_trainers.data import validate
-from training.ct_trainers.hard_negatives import false_hot_regions, mine_hard_examples, mine_negatives
+from training.ct_trainers.hard_negatives import (
+    false_hot_regions,
+    mine_hard_examples,
+    mine_negatives,
+)
 from training.ct_trainers.sampling import PatchSampler, hot_regions, patch_batch
 from training.pairs import Pair
 from training.slices import SliceSet
