@@ -48,6 +48,7 @@ def predict_slices(network: torch.nn.Module, x: np.ndarray, *, context: int, sca
             stack = np.stack([padded[k : k + context] for k in range(start, stop)])
             t = torch.from_numpy(np.ascontiguousarray(stack, np.float32)).to(device)
             t = torch.nn.functional.pad(t, (0, pw, 0, ph), mode="replicate")
+            t = t.contiguous(memory_format=torch.channels_last)  # as load_package's weights
             y = sum(_flipped(network, t, dims) for dims in flips) / len(flips)
             out[start:stop] = y[:, 0, : x.shape[1], : x.shape[2]].float().cpu().numpy() * scale
     return out

@@ -37,6 +37,21 @@ def test_blended_fcn_cgan_package_round_trip(tmp_path):
     np.testing.assert_allclose(out, again, rtol=1e-5, atol=1e-5)  # weights restored exactly
 
 
+def test_loaded_2d_networks_run_channels_last_with_the_same_answer(tmp_path):
+    manifest = _manifest({"name": BLEND, "members": {"fcn": FCN, "cgan": CGAN},
+                          "threshold": 2.5, "levels": 3})
+    torch.manual_seed(1)
+    save_package(tmp_path / "pkg", build_network(manifest["architecture"]), manifest)
+    package = load_package(tmp_path / "pkg")
+    convs = [m.weight for m in package.network.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert any(not w.is_contiguous() for w in convs)  # (1x1 or 1-channel kernels are both)
+    volume = np.random.default_rng(1).normal(40, 30, (3, 40, 36)).astype(np.float32)
+    fast = package.predict(volume)
+    package.network.to(memory_format=torch.contiguous_format)
+    np.testing.assert_allclose(fast, package.predict(volume), rtol=1e-4, atol=1e-4)
+
+
 def test_blend_needs_both_members():
     with pytest.raises(ModelError, match="members"):
         build_network({"name": BLEND, "members": {"fcn": FCN}})
