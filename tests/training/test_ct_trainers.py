@@ -111,7 +111,7 @@ def test_train_fcn_with_lesion_centred_augmented_crops(data, tmp_path):
 def test_train_fcn_mines_hard_examples_each_epoch(data, tmp_path, caplog):
     cfg = _cfg(data, tmp_path, net={"width": 1 / 16, "fc_channels": 8}, crop=32,
                lesion_p=0.3, negative_p=0.3, positive_p=0.3, samples_per_epoch=8)
-    with caplog.at_level("INFO", logger="training.ct_trainers.hard_negatives"):
+    with caplog.at_level("INFO", logger="training.ct_trainers.hard_examples"):
         train_fcn(cfg)
     mined = [r.getMessage() for r in caplog.records if "hard examples in" in r.getMessage()]
     assert len(mined) == cfg.epochs  # once per epoch, before its crops are drawn

@@ -37,8 +37,8 @@ class TrainConfig:
     lam: float = 100.0  # pix2pix lambda on the pixel loss
     hot_boost: float = 2.0  # slices with SUV > 3 drawn 1 + hot_boost times as often
     lesion_p: float = 0.5  # share of crops centred on a hot region (sampling.py); 0 = off
-    negative_p: float = 0.0  # share centred on mined false hot regions (hard_negatives.py)
-    positive_p: float = 0.0  # share centred on mined missed hot regions (hard_negatives.py)
+    negative_p: float = 0.0  # share centred on mined false hot regions (hard_examples.py)
+    positive_p: float = 0.0  # share centred on mined missed hot regions (hard_examples.py)
     negative_studies: int | None = None  # mine a random subset of this many studies; None: all
     augment: dict | None = field(default_factory=dict)  # sampling.Augment ranges; None = off
     average_last: int = 1  # export the mean weights of the last N epochs (averaging.py)

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, g
 
 from pipeline.errors import InputError
 from training.ct_trainers.config import TrainConfig
-from training.ct_trainers.hard_negatives import false_hot_in, missed
+from training.ct_trainers.hard_examples import false_hot_in, missed
 from training.ct_trainers.sampling import Augment, PatchSampler, hot_regions, patch_batch
 from training.metrics import BODY_HU
 from training.pairs import Pair, load_pairs

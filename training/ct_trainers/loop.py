@@ -26,7 +26,7 @@ from training.ct_trainers.checkpoint import load_checkpoint, save_checkpoint
 from training.ct_trainers.config import TrainConfig
 from training.ct_trainers.curves import plot_curves
 from training.ct_trainers.data import load_split, make_loader, validate
-from training.ct_trainers.hard_negatives import mine_hard_examples
+from training.ct_trainers.hard_examples import mine_hard_examples
 from training.ct_trainers.init_weights import init_from_package
 from training.ct_trainers.sampling import PatchSampler
 from training.slices import CT_WINDOW, SliceSet

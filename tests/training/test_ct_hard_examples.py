@@ -1,5 +1,5 @@
 """Hard-example mining (false hot and missed hot regions) and detection validation of the CT
-trainers (`training.ct_trainers.hard_negatives`, `training.ct_trainers.data.validate`)."""
+trainers (`training.ct_trainers.hard_examples`, `training.ct_trainers.data.validate`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from training.ct_trainers.data import validate
-from training.ct_trainers.hard_negatives import (
+from training.ct_trainers.hard_examples import (
     false_hot_regions,
     mine_hard_examples,
     mine_negatives,
