@@ -7,11 +7,7 @@ import numpy as np
 import torch
 
 from training.ct_trainers.data import validate
-from training.ct_trainers.hard_examples import (
-    false_hot_regions,
-    mine_hard_examples,
-    mine_negatives,
-)
+from training.ct_trainers.hard_examples import mine_hard_examples
 from training.ct_trainers.sampling import PatchSampler, hot_regions, patch_batch
 from training.pairs import Pair
 from training.slices import SliceSet
@@ -27,6 +23,11 @@ def _pair() -> Pair:
     return Pair(ct, suv, (0.0, 0.0, 0.0), (3.0, 3.0, 3.0), "uid")
 
 
+def _negatives(predict, pairs, studies=None, gen=None):
+    """The false hot regions alone, as the trainer mines them."""
+    return mine_hard_examples(predict, pairs, [], studies, gen or torch.Generator())[0]
+
+
 def _hypodense_is_hot(ct: np.ndarray) -> np.ndarray:
     """The failure the mining targets: every hypodense spot painted hot."""
     return np.where(ct < 30.0, 5.0, 1.8).astype(np.float32)
@@ -34,13 +35,13 @@ def _hypodense_is_hot(ct: np.ndarray) -> np.ndarray:
 
 def test_false_hot_regions_are_predicted_hot_and_really_cold():
     pair = _pair()
-    regions = false_hot_regions(_hypodense_is_hot, [pair])
+    regions = _negatives(_hypodense_is_hot, [pair])
     assert len(regions) == 1  # the cyst; the lesion's hot region is a true one
     p, voxels = regions[0]
     assert p == 0
     assert np.abs(voxels.mean(0) - np.array([5, 20, 20])).max() < 0.5
     assert (pair.suv[tuple(voxels.T)] < 1.0).all()
-    assert false_hot_regions(lambda ct: np.full(ct.shape, 1.0, np.float32), [pair]) == []
+    assert _negatives(lambda ct: np.full(ct.shape, 1.0, np.float32), [pair]) == []
 
 
 def test_negative_crops_show_the_false_hot_region():
@@ -50,7 +51,7 @@ def test_negative_crops_show_the_false_hot_region():
     sampler = PatchSampler(slices, hot_regions([pair]), 48, 0.0, 16, 0.0, gen, negative_p=1.0)
     random_items = list(sampler)  # nothing mined yet: random crops only
     assert all(cy == -1 for _, cy, _ in random_items)
-    sampler.negatives = false_hot_regions(_hypodense_is_hot, [pair])
+    sampler.negatives = _negatives(_hypodense_is_hot, [pair])
     items = list(sampler)
     x, y = patch_batch(slices, items, 16, None, gen)
     cyst_in_crop = (x[:, 1] < -0.1).flatten(1).any(1)  # 10 HU -> -0.15, 50 HU -> 0.05
@@ -70,11 +71,11 @@ def test_mining_a_subset_keeps_indices_into_the_whole_training_set():
 
     for seed in range(12):
         predicted.clear()
-        regions = mine_negatives(predict, pairs, 2, torch.Generator().manual_seed(seed))
+        regions = _negatives(predict, pairs, 2, torch.Generator().manual_seed(seed))
         assert len(predicted) == 2  # only the subset is predicted
         seen |= {p for p, _ in regions}
     assert seen == {2}  # pair 2 was drawn in some epoch, and kept its index
-    everything = mine_negatives(predict, pairs, None, torch.Generator())
+    everything = _negatives(predict, pairs)
     assert [p for p, _ in everything] == [2]
 
 

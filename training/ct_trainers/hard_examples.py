@@ -58,15 +58,6 @@ def missed(pred: np.ndarray, regions: Sequence[np.ndarray], threshold: float = H
     return [v for v in regions if float(pred[tuple(v.T)].max()) <= threshold]
 
 
-def false_hot_regions(predict: Callable[[np.ndarray], np.ndarray], pairs: Sequence[Pair],
-                      threshold: float = HOT_SUV, min_voxels: int = 2) -> Regions:
-    """`false_hot_in` of every pair, in the format of `sampling.hot_regions`."""
-    out = [(p, v) for p, pair in enumerate(pairs)
-           for v in false_hot_in(predict(pair.ct), pair.suv, threshold, min_voxels)]
-    log.info("hard negatives: %d false hot regions in %d training studies", len(out), len(pairs))
-    return out
-
-
 def mine_hard_examples(predict: Callable[[np.ndarray], np.ndarray], pairs: Sequence[Pair],
                        hot: Regions, studies: int | None, generator: torch.Generator
                        ) -> tuple[Regions, Regions]:
@@ -92,8 +83,3 @@ def mine_hard_examples(predict: Callable[[np.ndarray], np.ndarray], pairs: Seque
              sum(len(by_pair.get(p, [])) for p in chosen))
     return negatives, positives
 
-
-def mine_negatives(predict: Callable[[np.ndarray], np.ndarray], pairs: Sequence[Pair],
-                   studies: int | None, generator: torch.Generator) -> Regions:
-    """The false hot regions of `mine_hard_examples` alone."""
-    return mine_hard_examples(predict, pairs, [], studies, generator)[0]
