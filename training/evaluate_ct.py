@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -30,6 +31,7 @@ from skimage.metrics import structural_similarity
 
 from pipeline.models.package import BLEND, ModelPackage, load_package
 from pipeline.models.predictors import blend_members, predict_members
+from training.detectability import DETECTABLE_SNR, ct_snr
 from training.metrics import BODY_HU, _sphere_mask
 from training.pairs import Pair, load_pairs
 from training.phantoms.abdomen import PhantomLesion
@@ -37,7 +39,18 @@ from training.report_ct import write_markdown, write_montage
 
 log = logging.getLogger(__name__)
 
-Truth = list[tuple[np.ndarray, str]]  # (mask, kind) per ground-truth lesion
+
+
+class TruthLesion(NamedTuple):
+    """One ground-truth lesion on the pair grid; `ct_snr`: the CT's evidence for it
+    (training.detectability), known for phantom lesions where a liver mask is."""
+
+    mask: np.ndarray
+    kind: str
+    ct_snr: float | None = None
+
+
+Truth = list[TruthLesion]
 
 
 def predictions(pkg: ModelPackage, ct: np.ndarray) -> dict[str, np.ndarray]:
@@ -50,13 +63,20 @@ def predictions(pkg: ModelPackage, ct: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def ground_truth(pair: Pair, phantom: list[PhantomLesion] | None, threshold: float) -> Truth:
+def ground_truth(pair: Pair, phantom: list[PhantomLesion] | None, threshold: float,
+                 liver: np.ndarray | None = None) -> Truth:
+    """Lesion masks on the pair grid; phantom lesions with their CT evidence where `liver`."""
     if phantom is not None:
-        return [(m, les.kind) for les in phantom if (m := _sphere_mask(pair, les)).any()]
+        def evidence(les: PhantomLesion) -> float | None:
+            if liver is None or les.kind == "cyst":
+                return None
+            return ct_snr(pair.ct, pair.origin, pair.spacing, liver, les, phantom)
+        return [TruthLesion(m, les.kind, evidence(les)) for les in phantom
+                if (m := _sphere_mask(pair, les)).any()]
     source = pair.seg > 0 if pair.seg is not None else pair.suv > threshold
     labels, n = ndimage.label(source)
     kind = "seg" if pair.seg is not None else "pet_hot_region"
-    return [(labels == k, kind) for k in range(1, n + 1)]
+    return [TruthLesion(labels == k, kind) for k in range(1, n + 1)]
 
 
 def _ssim_body(pred: np.ndarray, real: np.ndarray, body: np.ndarray, peak: float) -> float:
@@ -83,9 +103,9 @@ def _fp_regions(pred: np.ndarray, pair: Pair, truth: Truth, threshold: float,
     touched = np.zeros(n + 1, bool)
     touched[np.unique(regions[real_hot & (regions > 0)])] = True
     cysts = np.zeros(pair.ct.shape, bool)
-    for mask, kind in truth:
-        if kind == "cyst":
-            cysts |= mask
+    for les in truth:
+        if les.kind == "cyst":
+            cysts |= les.mask
     near_liver = ndimage.binary_dilation(liver, iterations=1) if liver is not None else None
     out = []
     for k in np.nonzero((sizes >= min_volume_ml) & ~touched)[0]:
@@ -109,24 +129,26 @@ def case_metrics(pred: np.ndarray, pair: Pair, truth: Truth, threshold: float,
     rmse = float(np.sqrt(np.mean(diff**2))) if diff.size else float("nan")
     peak = max(float(pair.suv[body].max(initial=0.0)), 1e-6)
     lesions, cysts_hot = [], 0
-    for mask, kind in truth:
-        p_max, t_max = float(pred[mask].max()), float(pair.suv[mask].max())
-        if kind == "cyst":
+    for les in truth:
+        p_max, t_max = float(pred[les.mask].max()), float(pair.suv[les.mask].max())
+        if les.kind == "cyst":
             cysts_hot += p_max > threshold
             continue
         if t_max > threshold:
-            lesions.append({"kind": kind, "suvmax_real": round(t_max, 3),
-                            "suvmax_virtual": round(p_max, 3),
-                            "suvmax_error": round(p_max - t_max, 3),
-                            "diameter_mm": round(_diameter_mm(mask, pair), 1),
-                            "found": bool(p_max > threshold)})
+            row = {"kind": les.kind, "suvmax_real": round(t_max, 3),
+                   "suvmax_virtual": round(p_max, 3), "suvmax_error": round(p_max - t_max, 3),
+                   "diameter_mm": round(_diameter_mm(les.mask, pair), 1),
+                   "found": bool(p_max > threshold)}
+            if les.ct_snr is not None:
+                row["ct_snr"] = round(les.ct_snr, 1)
+            lesions.append(row)
     fps = _fp_regions(pred, pair, truth, threshold, min_volume_ml, liver)
     in_scope = [f for f in fps if f["in_liver"] is not False]
     return {"lesions": lesions, "lesions_hot": len(lesions),
             "found": sum(les["found"] for les in lesions), "false_positives": len(in_scope),
             "false_positives_body": len(fps), "fp_scope": "body" if liver is None else "liver",
             "fp_regions": fps,
-            "cysts": sum(k == "cyst" for _, k in truth), "cysts_predicted_hot": int(cysts_hot),
+            "cysts": sum(les.kind == "cyst" for les in truth), "cysts_predicted_hot": int(cysts_hot),
             "mae": round(float(np.abs(diff).mean()) if diff.size else float("nan"), 4),
             "rmse": round(rmse, 4), "psnr": round(20 * np.log10(peak / max(rmse, 1e-9)), 3),
             "ssim": round(_ssim_body(pred, pair.suv, body, peak), 4)}
@@ -143,6 +165,9 @@ def overall(cases: list[dict]) -> dict:
     hot = sum(c["lesions_hot"] for c in cases)
     found = sum(c["found"] for c in cases)
     errors = [les["suvmax_error"] for c in cases for les in c["lesions"]]
+    shown = [les for c in cases for les in c["lesions"]
+             if les.get("ct_snr", -np.inf) >= DETECTABLE_SNR]
+    measured = any("ct_snr" in les for c in cases for les in c["lesions"])
     mean = {k: round(float(np.nanmean([c[k] for c in cases])), 4)
             for k in ("mae", "rmse", "psnr", "ssim")} if cases else {}
     return {"cases": len(cases), "lesions_hot_in_pet": hot, "lesions_found": found,
@@ -154,6 +179,9 @@ def overall(cases: list[dict]) -> dict:
                 / max(len(cases), 1), 3),
             "fp_scope": "liver" if cases and all(c.get("fp_scope") == "liver" for c in cases)
             else "body",
+            "lesions_ct_detectable": len(shown) if measured else None,
+            "lesion_tpr_ct_detectable": (round(sum(les["found"] for les in shown) / len(shown), 4)
+                                         if shown else None),
             "cysts": sum(c["cysts"] for c in cases),
             "cysts_predicted_hot": sum(c["cysts_predicted_hot"] for c in cases),
             "suvmax_error_mean": round(float(np.mean(errors)), 3) if errors else None,
@@ -208,8 +236,8 @@ def evaluate_ct(model: Path, data: Path, out: Path, device: str = "cpu",
     per_case: dict[str, list[dict]] = {}
     montage_rows = []
     for i, pair in enumerate(pairs):
-        truth = ground_truth(pair, phantoms.get(pair.study_uid), threshold)
         liver = mask_on_grid(livers[pair.study_uid], pair) if pair.study_uid in livers else None
+        truth = ground_truth(pair, phantoms.get(pair.study_uid), threshold, liver)
         preds = predictions(pkg, pair.ct)
         for name, pred in preds.items():
             row = case_metrics(pred, pair, truth, threshold, min_volume_ml, liver)

@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from training.detectability import DETECTABLE_SNR
+
 log = logging.getLogger(__name__)
 
-COLUMNS = ("lesion_tpr", "lesions_found", "lesions_hot_in_pet", "false_positives_per_case",
+COLUMNS = ("lesion_tpr", "lesions_found", "lesions_hot_in_pet", "lesion_tpr_ct_detectable",
+           "lesions_ct_detectable", "false_positives_per_case",
            "false_positives_per_case_body", "cysts_predicted_hot", "suvmax_error_mean", "mae", "rmse", "psnr", "ssim")
 SUV_DISPLAY_MAX = 6.0
 TILE = 160
@@ -28,7 +31,11 @@ def write_markdown(report: dict, path: Path) -> None:
              f"region >= {report['min_volume_ml']} ml touching no real hot voxel, counted in "
              "the liver region like the paper where a liver mask is known "
              "(`false_positives_per_case`), and over the whole body "
-             "(`false_positives_per_case_body`)."), "",
+             "(`false_positives_per_case_body`). Phantom lesions carry `ct_snr`, the CT's "
+             "evidence for them (matched-filter SNR on the model grid, "
+             "training.detectability); `lesion_tpr_ct_detectable` counts those with "
+             f"ct_snr >= {DETECTABLE_SNR:g}, the lesions a CT -> PET model can be asked to find."),
+             "",
              "| method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, row in report["overall"].items():
         lines.append(f"| {name} | " + " | ".join(str(row.get(c)) for c in COLUMNS) + " |")
@@ -58,10 +65,10 @@ def _hot(img: np.ndarray) -> Image.Image:
 def _slice_index(pair, truth, threshold: float) -> int:
     """The slice through the hottest ground-truth lesion, else the middle slice."""
     best, best_val = pair.ct.shape[0] // 2, -1.0
-    for mask, _kind in truth:
-        val = float(pair.suv[mask].max())
+    for les in truth:
+        val = float(pair.suv[les.mask].max())
         if val > max(best_val, threshold):
-            zs = np.nonzero(mask.any(axis=(1, 2)))[0]
+            zs = np.nonzero(les.mask.any(axis=(1, 2)))[0]
             best, best_val = int(zs[len(zs) // 2]), val
     return best
 

@@ -169,14 +169,14 @@ def _ct_volume(rng, shapes, grid: A.Grid, hu_lut, lesions) -> tuple[np.ndarray, 
     for les in lesions:
         box, rn = _sphere(grid, les)
         inside = (rn <= 1.0) & (labels[box] == A.LIVER)
-        hu[box] = np.where(inside, _lesion_hu(les, rn, float(hu_lut[A.LIVER])), hu[box])
+        hu[box] = np.where(inside, lesion_ct_hu(les, rn, float(hu_lut[A.LIVER])), hu[box])
     sigma = float(rng.uniform(5, 18))
     for k in range(0, hu.shape[0], 32):  # chunked noise keeps memory flat for big volumes
         hu[k:k + 32] += rng.standard_normal(hu[k:k + 32].shape, dtype=np.float32) * sigma
     return np.clip(hu + 1024, 0, 4095).astype(np.int16), labels
 
 
-def _lesion_hu(les: PhantomLesion, rn: np.ndarray, liver_hu: float) -> np.ndarray | float:
+def lesion_ct_hu(les: PhantomLesion, rn: np.ndarray, liver_hu: float) -> np.ndarray | float:
     """CT value inside a lesion: rims for malignant kinds (see module docstring), flat cysts."""
     if les.kind == "hypodense":
         return np.where(rn > 0.7, les.hu + 15.0, les.hu)
