@@ -13,7 +13,9 @@ PET. The paper tests "detection of malignant tumors in the liver region" and its
 are hypodense liver regions, so where a liver mask is known (phantom `cases.json` "liver_mask")
 `false_positives` counts the regions that overlap the liver (dilated by one voxel), as the paper
 does; `false_positives_body` always counts them over the whole body and is reported beside it.
-Image metrics are in SUV over body voxels; PSNR uses the case's real SUVmax as peak; SSIM is
+Phantom lesions also carry `ct_snr`, the CT's evidence for them (training.detectability), and
+the overall rows give the TPR over the lesions the CT shows (`lesion_tpr_ct_detectable`) beside
+the TPR over all that the real PET shows. Image metrics are in SUV over body voxels; PSNR uses the case's real SUVmax as peak; SSIM is
 the 2-D SSIM map (per slice, as the networks work) averaged over body voxels.
 """
 

@@ -39,6 +39,7 @@ def write_markdown(report: dict, path: Path) -> None:
              "| method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, row in report["overall"].items():
         lines.append(f"| {name} | " + " | ".join(str(row.get(c)) for c in COLUMNS) + " |")
+    lines += _missed_lesions(report)
     for name, cases in report["per_case"].items():
         lines += ["", f"## Per case: {name}", "",
                   "| case | found/hot | FP | FP body | cysts hot | MAE | RMSE | PSNR | SSIM |",
@@ -48,6 +49,21 @@ def write_markdown(report: dict, path: Path) -> None:
                   f"{c['cysts_predicted_hot']}/{c['cysts']} | {c['mae']} | {c['rmse']} | "
                   f"{c['psnr']} | {c['ssim']} |" for c in cases]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _missed_lesions(report: dict) -> list[str]:
+    """The lesions the last method (the blend, for a blended package) missed, with the CT's
+    evidence for each where known: what a reader needs to see why a target is not reached."""
+    name, cases = list(report["per_case"].items())[-1]
+    missed = [(c["case"], les) for c in cases for les in c["lesions"] if not les["found"]]
+    lines = ["", f"## Lesions missed by {name} ({len(missed)})", ""]
+    if not missed:
+        return lines + ["None."]
+    lines += ["| case | kind | diameter mm | real SUVmax | virtual SUVmax | CT evidence (SNR) |",
+              "|---|---|---|---|---|---|"]
+    return lines + [f"| {case} | {les['kind']} | {les['diameter_mm']} | {les['suvmax_real']} | "
+                    f"{les['suvmax_virtual']} | {les.get('ct_snr', 'n/a')} |"
+                    for case, les in missed]
 
 
 def _grey(img: np.ndarray, low: float, high: float) -> Image.Image:
