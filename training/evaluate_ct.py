@@ -15,8 +15,9 @@ are hypodense liver regions, so where a liver mask is known (phantom `cases.json
 does; `false_positives_body` always counts them over the whole body and is reported beside it.
 Phantom lesions also carry `ct_snr`, the CT's evidence for them (training.detectability), and
 the overall rows give the TPR over the lesions the CT shows (`lesion_tpr_ct_detectable`) beside
-the TPR over all that the real PET shows. Image metrics are in SUV over body voxels; PSNR uses the case's real SUVmax as peak; SSIM is
-the 2-D SSIM map (per slice, as the networks work) averaged over body voxels.
+the TPR over all that the real PET shows. Image metrics are in SUV over body voxels; PSNR uses
+the case's real SUVmax as peak; SSIM is the 2-D SSIM map (per slice, as the networks work)
+averaged over body voxels.
 """
 
 from __future__ import annotations
