@@ -43,7 +43,8 @@ def _box(lesion: PhantomLesion, origin, spacing, shape, scale: float = 1.0) -> t
 
 
 def _normalized_radius(lesion: PhantomLesion, origin, spacing, box, sub: int) -> np.ndarray:
-    """r / R at `sub`^3 points per voxel of `box`, shape (z, y, x, sub, sub, sub) flattened."""
+    """r / R at `sub`^3 points per voxel of `box`: shape (nz * sub, ny * sub, nx * sub), the
+    samples of one voxel adjacent (so a reshape to (nz, sub, ny, sub, nx, sub) regroups them)."""
     starts = [box[2 - i].start for i in range(3)]
     shape = tuple(box[k].stop - box[k].start for k in range(3))
     o = [origin[i] + starts[i] * spacing[i] for i in range(3)]
