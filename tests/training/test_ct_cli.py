@@ -66,6 +66,7 @@ def test_train_commands_write_loadable_packages(trained):
     assert len(list((trained / "cache").glob("*.npz"))) == 2  # the shared pair cache
     assert fcn.manifest["metrics"]["averaged_epochs"] == [1]  # one epoch trained so far
     assert fcn.manifest["training"]["command"].startswith("vpet train fcn --data")
+    assert fcn.manifest["training"]["processes"] == 1
     assert "--loss plain" in fcn.manifest["training"]["command"]
     blend = load_package(trained / "blend")
     assert blend.manifest["architecture"]["name"] == BLEND

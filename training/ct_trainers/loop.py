@@ -36,8 +36,14 @@ log = logging.getLogger(__name__)
 Step = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 
 
-def manifest(cfg: TrainConfig, arch: str, params: dict, metrics: dict, history: list) -> dict:
-    """Package manifest: architecture, CT window input, model grid, SUVbw output with scale."""
+def manifest(cfg: TrainConfig, arch: str, params: dict, metrics: dict, history: list,
+             processes: int = 1) -> dict:
+    """Package manifest: architecture, CT window input, model grid, SUVbw output with scale.
+    `processes` > 1 (a torchrun DDP run) is recorded with the command that repeats it."""
+    command = cfg.command
+    if processes > 1 and command.startswith("vpet "):
+        command = (f"torchrun --nproc_per_node {processes} -m dicom_node.cli "
+                   f"{command.removeprefix('vpet ')}")
     return {
         "name": cfg.name or f"ct-pet-{arch}",
         "version": cfg.version,
@@ -50,7 +56,7 @@ def manifest(cfg: TrainConfig, arch: str, params: dict, metrics: dict, history: 
         "output": {"units": "SUVbw", "scale": cfg.suv_max,
                    "mapping": ("SUV = network output x scale; fcn4s regresses SUV/scale "
                                "linearly, pix2pix_unet gives (tanh + 1) / 2")},
-        "training": {"command": cfg.command, "data": str(cfg.data),
+        "training": {"command": command, "processes": processes, "data": str(cfg.data),
                      "config": json.loads(json.dumps(asdict(cfg), default=str)),
                      "history": history},
         "metrics": metrics,
@@ -131,7 +137,8 @@ def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Mod
         if cfg.average_last > 1 and history:
             metrics = _average_into(export, work, history[-1]["epoch"], cfg.average_last,
                                     package.predict, val_pairs)
-        save_package(Path(cfg.out), export, manifest(cfg, arch, params, metrics, history))
+        save_package(Path(cfg.out), export,
+                     manifest(cfg, arch, params, metrics, history, processes=rt.world))
         if (work / "curves.png").is_file():
             (Path(cfg.out) / "curves.png").write_bytes((work / "curves.png").read_bytes())
         log.info("wrote %s package to %s", arch, cfg.out)
