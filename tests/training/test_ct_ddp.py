@@ -27,7 +27,8 @@ def _torchrun(args: list[str], cwd) -> subprocess.CompletedProcess:
            "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
            "-m", "dicom_node.cli", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
 
 
 @pytest.fixture(scope="module")
