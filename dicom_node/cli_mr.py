@@ -53,6 +53,8 @@ def _train(method: str, *, data: Path | None, out: Path, tiny: bool, steps: int,
     if data is not None:  # DICOM studies are paired once on the model grid, then cached
         cfg.data = cache_pairs(data, out / "pairs", cfg.spacing_mm)
     metrics = train(cfg)
+    if not metrics:  # a torchrun rank other than 0: rank 0 writes and reports the package
+        return
     typer.echo(json.dumps(metrics, indent=2))
     typer.echo(f"model package written to {out / 'package'}")
 

@@ -1,6 +1,7 @@
 """Multi-process training with torchrun (DDP): the same code path as multi-GPU, run on CPU with
 the gloo backend; both ranks join and train, rank 0 alone writes a package that loads and says
-how to repeat the run."""
+how to repeat the run. CT (FCN-4s, pix2pix) and MR (GANBERT, caching its DICOM pairs from both
+ranks at once)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,18 @@ def test_torchrun_two_processes_train_one_package(data, net, extra):
         f"torchrun --nproc_per_node 2 -m dicom_node.cli train {net} --data")
     pred = pkg.predict(np.full((4, 24, 24), 50.0, np.float32))
     assert pred.shape == (4, 24, 24) and np.isfinite(pred).all()
+
+
+def test_torchrun_two_processes_train_ganbert_from_dicom(tmp_path):
+    brains = tmp_path / "brains"
+    make_phantoms(brains, 2, seed=5, kind="brain", shape=(16, 16, 16))
+    result = _torchrun(["train", "ganbert", "--data", str(brains), "--out",
+                        str(tmp_path / "run"), "--tiny", "--steps", "2", "--device", "cpu"],
+                       cwd=tmp_path)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert log.count("model package written to") == 1  # rank 0 only
+    assert sorted(p.name for p in (tmp_path / "run" / "pairs").iterdir()) == \
+        ["pair_0000.npz", "pair_0001.npz"]  # no half-written temporary left behind
+    pkg = load_package(tmp_path / "run" / "package")
+    assert pkg.manifest["training"]["processes"] == 2

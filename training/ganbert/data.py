@@ -8,6 +8,7 @@ Arrays are cached as .npz so later epochs do no DICOM parsing.
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,9 +44,15 @@ class BrainPair:
     study_uid: str
 
     def save(self, path: Path) -> Path:
+        """Written to a temporary name and renamed: torchrun ranks cache the same studies side
+        by side, and a rank must never load a half-written pair another rank is saving."""
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, mr=self.mr, pet=self.pet, origin=self.origin,
-                            spacing=self.spacing, study_uid=self.study_uid)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, mr=self.mr, pet=self.pet, origin=self.origin,
+                                spacing=self.spacing, study_uid=self.study_uid)
+        os.replace(tmp, path)
         return path
 
     @classmethod

@@ -210,7 +210,8 @@ def train(cfg: TrainConfig) -> dict:
     if rank != 0:
         return {}
     plot_curves(history, out / "loss_curves.png")
-    metrics = {"steps": step, "l1_warmup_steps": len(history.get("warm_l1", [])),
+    metrics = {"steps": step, "processes": world,
+               "l1_warmup_steps": len(history.get("warm_l1", [])),
                "seconds": round(time.time() - t0, 2), "validation": val,
                "final_losses": {k: v[-1] for k, v in history.items() if v}}
     g = R.unwrap(mods["g"])
@@ -304,6 +305,7 @@ def export_package(folder: Path, g: torch.nn.Module, cfg: TrainConfig, metrics: 
         "output": {"units": "SUVR", "time_steps": time_steps,
                    "restore": "pet = y * std_mr / 10 + mean_mr / 10"},
         "training": {"method": cfg.method, "steps": metrics["steps"], "tiny": cfg.tiny,
+                     "processes": metrics.get("processes", 1),
                      "l1_warmup_steps": cfg.l1_warmup_steps, "crop": cfg.crop,
                      "tracer": cfg.tracer, "loss_weights": asdict(cfg.weights),
                      "bert": cfg.bert if cfg.method != "pix2pix3d" else None},
