@@ -140,23 +140,28 @@ def evaluate(
     device: DeviceOpt = "auto",
 ) -> None:
     """Evaluate a model package on paired data; the method follows its input modality."""
-    manifest = json.loads((model / "manifest.json").read_text())
+    try:
+        manifest = json.loads((model / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        typer.echo(f"{model}: not a model package ({exc})", err=True)
+        raise typer.Exit(2) from None
     modality = manifest.get("input", {}).get("modality")
-    if modality == "MR":
-        from training.evaluate_mr import evaluate_mr
+    try:
+        if modality == "MR":
+            from training.evaluate_mr import evaluate_mr
 
-        report = evaluate_mr(model, data, out, device=_device(device))
-        typer.echo(json.dumps(report["mean"], indent=2))
-    elif modality == "CT":
-        try:
+            report = evaluate_mr(model, data, out, device=_device(device))
+            typer.echo(json.dumps(report["mean"], indent=2))
+        elif modality == "CT":
             from training.evaluate_ct import evaluate_ct
-        except ImportError:
-            typer.echo("CT evaluation (training/evaluate_ct.py) is not available yet", err=True)
-            raise typer.Exit(2) from None
-        evaluate_ct(model, data, out, device=_device(device))
-    else:
-        typer.echo(f"{model}: unknown input modality {modality!r}", err=True)
-        raise typer.Exit(2)
+
+            evaluate_ct(model, data, out, device=_device(device))
+        else:
+            typer.echo(f"{model}: unknown input modality {modality!r}", err=True)
+            raise typer.Exit(2)
+    except ValueError as exc:  # nothing usable in --data: the reason, not a traceback
+        typer.echo(f"cannot evaluate: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"report written to {out}")
 
 

@@ -36,7 +36,7 @@ from pipeline.models.package import BLEND, ModelPackage, load_package
 from pipeline.models.predictors import blend_members, predict_members
 from training.detectability import DETECTABLE_SNR, ct_snr
 from training.metrics import BODY_HU, _sphere_mask
-from training.pairs import Pair, load_pairs
+from training.pairs import Pair, Skipped, load_pairs, why_skipped
 from training.phantoms.abdomen import PhantomLesion
 from training.report_ct import write_markdown, write_montage
 
@@ -218,12 +218,15 @@ def mask_on_grid(path: Path, pair: Pair) -> np.ndarray:
     return sitk.GetArrayFromImage(out) > 0
 
 
-def _load_pairs(data: Path, pkg: ModelPackage, out: Path) -> list[Pair]:
+def _load_pairs(data: Path, pkg: ModelPackage, out: Path,
+                skipped: list[Skipped]) -> list[Pair]:
     """The pairs on the package's grid, resampled the way the package expects."""
     try:
-        return load_pairs(data, pkg.spacing_mm, antialiased=pkg.antialias)
+        return load_pairs(data, pkg.spacing_mm, antialiased=pkg.antialias, skipped=skipped)
     except OSError:  # read-only data folder: cache next to the report instead
-        return load_pairs(data, pkg.spacing_mm, out / "pairs-cache", pkg.antialias)
+        skipped.clear()
+        return load_pairs(data, pkg.spacing_mm, out / "pairs-cache", pkg.antialias,
+                          skipped=skipped)
 
 
 def evaluate_ct(model: Path, data: Path, out: Path, device: str = "cpu",
@@ -232,9 +235,11 @@ def evaluate_ct(model: Path, data: Path, out: Path, device: str = "cpu",
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pkg = load_package(model, device)
-    pairs = _load_pairs(Path(data), pkg, out)
+    skipped: list[Skipped] = []
+    pairs = _load_pairs(Path(data), pkg, out, skipped)
     if not pairs:
-        raise ValueError(f"no paired PET/CT studies or NIfTI cases under {data}")
+        raise ValueError(f"no paired PET/CT studies or NIfTI cases under {data}"
+                         f"{why_skipped(skipped)}")
     phantoms, livers = _phantom_cases(Path(data))
     per_case: dict[str, list[dict]] = {}
     montage_rows = []
@@ -252,6 +257,7 @@ def evaluate_ct(model: Path, data: Path, out: Path, device: str = "cpu",
                         "architecture": pkg.manifest["architecture"]["name"]},
               "data": str(data), "threshold_suv": threshold, "min_volume_ml": min_volume_ml,
               "lesion_truth": "phantom cases.json" if phantoms else "SEG or real PET hot regions",
+              "skipped": [s._asdict() for s in skipped],
               "overall": {name: overall(rows) for name, rows in per_case.items()},
               "per_case": per_case}
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -12,15 +12,17 @@ grid (SEG by nearest neighbour) and cached the same way.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import pydicom
@@ -33,6 +35,7 @@ from pipeline.series import load_series
 from pipeline.suv import to_suv
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SUV_CLIP = (0.0, 20.0)
 
@@ -187,47 +190,93 @@ def cached_nifti_pair(cache_dir: Path, case_dir: Path, spacing_mm: Sequence[floa
     return pair
 
 
+class Skipped(NamedTuple):
+    """A study or case that could not be paired, and why (shown to the user, kept in reports)."""
+
+    source: str
+    reason: str
+
+
 def load_pairs(root: Path, spacing_mm: Sequence[float], cache_dir: Path | None = None,
-               antialiased: bool = False, workers: int = 0) -> list[Pair]:
+               antialiased: bool = False, workers: int = 0,
+               skipped: list[Skipped] | None = None) -> list[Pair]:
     """All DICOM studies, then all autoPET NIfTI cases, under `root` as pairs; cached per
     study as .npz in `cache_dir`. `antialiased`: CT low-passed to the model grid first, as a
     package with `input.antialias` expects (pipeline.resample.antialias). `workers` > 1 builds
-    missing cache files in that many processes first (the DICOM parsing and resampling)."""
+    missing cache files in that many processes first (the DICOM parsing and resampling).
+
+    A study that cannot be paired (PET without the tags SUV needs, a broken file, mismatched
+    frames of reference) is left out with a warning naming it and the cause, and appended to
+    `skipped`: one bad study in a folder of hundreds must not end a training run."""
     cache_dir = Path(cache_dir or Path(root) / ".pairs-cache")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    studies = [(str(pydicom.dcmread(ct[0], stop_before_pixels=True).StudyInstanceUID), ct, pt)
-               for ct, pt in find_studies(root)]
+    skipped = [] if skipped is None else skipped
+    studies = []
+    for ct_files, pt_files in find_studies(root):
+        uid = _attempt(lambda f=ct_files[0]: str(
+            pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID),
+            str(Path(ct_files[0]).parent), skipped)
+        if uid is not None:
+            studies.append((uid, ct_files, pt_files))
     missing = [s for s in studies
                if not _cache_path(cache_dir, s[0], spacing_mm, antialiased).is_file()]
     if workers > 1 and len(missing) > 1:
         build = partial(_build_into_cache, cache_dir, spacing_mm=spacing_mm,
                         antialiased=antialiased)
         with ProcessPoolExecutor(min(workers, len(missing))) as pool:
-            list(pool.map(build, *zip(*missing, strict=True)))
-    pairs = [cached_pair(cache_dir, study, ct_files, pt_files, spacing_mm, antialiased)
+            list(pool.map(build, *zip(*missing, strict=True)))  # failures are met again below
+    pairs = [_attempt(partial(cached_pair, cache_dir, study, ct_files, pt_files, spacing_mm,
+                              antialiased), f"study {study}", skipped)
              for study, ct_files, pt_files in studies]
     nifti = find_nifti_cases(root)
-    pairs += [cached_nifti_pair(cache_dir, case, spacing_mm, antialiased) for case in nifti]
+    pairs += [_attempt(partial(cached_nifti_pair, cache_dir, case, spacing_mm, antialiased),
+                       str(case), skipped) for case in nifti]
     if nifti:
         log.info("found %d NIfTI (autoPET layout) cases under %s", len(nifti), root)
-    return pairs
+    return [p for p in pairs if p is not None]
+
+
+def why_skipped(skipped: Sequence[Skipped], limit: int = 3) -> str:
+    """' (skipped N: source: reason; ...)' for an error message, '' when nothing was."""
+    if not skipped:
+        return ""
+    shown = "; ".join(f"{s.source}: {s.reason}" for s in skipped[:limit])
+    more = f"; and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return f" (skipped {len(skipped)}: {shown}{more})"
+
+
+def _attempt(make: Callable[[], T], source: str, skipped: list[Skipped]) -> T | None:
+    """`make()`, or None with the failure logged and recorded against `source`."""
+    try:
+        return make()
+    except Exception as exc:  # noqa: BLE001 - any failure of one study skips that study only
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("skipping %s: %s", source, reason)
+        skipped.append(Skipped(source, reason))
+        return None
 
 
 def _build_into_cache(cache_dir: Path, study_uid: str, ct_files: Sequence[Path],
                       pt_files: Sequence[Path], *, spacing_mm: Sequence[float],
                       antialiased: bool) -> None:
-    """Build one cache file in a worker process; returns nothing, so no volume is pickled back."""
-    cached_pair(cache_dir, study_uid, ct_files, pt_files, spacing_mm, antialiased)
+    """Build one cache file in a worker process; returns nothing, so no volume is pickled back.
+    A study that fails is left uncached: the main process meets the failure and records it."""
+    with contextlib.suppress(Exception):
+        cached_pair(cache_dir, study_uid, ct_files, pt_files, spacing_mm, antialiased)
 
 
 def cached_pair(cache_dir: Path, study_uid: str, ct_files: Iterable[Path],
                 pt_files: Iterable[Path], spacing_mm: Sequence[float],
                 antialiased: bool = False) -> Pair:
-    """The pair from cache when present, else built from DICOM and cached."""
+    """The pair from cache when present and newer than every file of the study (an edited or
+    re-sent study is paired again), else built from DICOM and cached."""
     path = _cache_path(Path(cache_dir), study_uid, spacing_mm, antialiased)
+    ct_files, pt_files = list(ct_files), list(pt_files)
     if path.is_file():
-        return load_pair(path)
-    pair = build_pair(list(ct_files), list(pt_files), spacing_mm, antialiased)
+        newest = max(Path(f).stat().st_mtime for f in [*ct_files, *pt_files])
+        if path.stat().st_mtime >= newest:
+            return load_pair(path)
+    pair = build_pair(ct_files, pt_files, spacing_mm, antialiased)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_pair(path, pair)
     return pair

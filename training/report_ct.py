@@ -39,6 +39,9 @@ def write_markdown(report: dict, path: Path) -> None:
              "| method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, row in report["overall"].items():
         lines.append(f"| {name} | " + " | ".join(str(row.get(c)) for c in COLUMNS) + " |")
+    if report.get("skipped"):
+        lines += ["", f"Left out ({len(report['skipped'])}): "
+                  + "; ".join(f"{s['source']}: {s['reason']}" for s in report["skipped"])]
     lines += _missed_lesions(report)
     for name, cases in report["per_case"].items():
         lines += ["", f"## Per case: {name}", "",

@@ -22,7 +22,7 @@ from training.ct_trainers.config import TrainConfig
 from training.ct_trainers.hard_examples import false_hot_in, missed
 from training.ct_trainers.sampling import Augment, PatchSampler, hot_regions, patch_batch
 from training.metrics import BODY_HU
-from training.pairs import Pair, load_pairs
+from training.pairs import Pair, Skipped, load_pairs, why_skipped
 from training.slices import SliceSet
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,17 @@ log = logging.getLogger(__name__)
 def load_split(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
     """Training and validation pairs (whole studies, never slices of one study in both)."""
     cache = cfg.resolved_cache_dir()
-    pairs = load_pairs(cfg.data, cfg.spacing_mm, cache, cfg.antialias, cfg.workers)
+    skipped: list[Skipped] = []
+    pairs = load_pairs(cfg.data, cfg.spacing_mm, cache, cfg.antialias, cfg.workers, skipped)
     if not pairs:
-        raise InputError(f"no paired PET/CT studies under {cfg.data}")
+        raise InputError(f"no paired PET/CT studies under {cfg.data}{why_skipped(skipped)}")
     if cfg.val_data is not None:
-        val = load_pairs(cfg.val_data, cfg.spacing_mm, cache, cfg.antialias, cfg.workers)
+        skipped = []
+        val = load_pairs(cfg.val_data, cfg.spacing_mm, cache, cfg.antialias, cfg.workers,
+                         skipped)
         if not val:  # else every epoch would report a validation error of 0
-            raise InputError(f"no paired PET/CT studies under the validation data {cfg.val_data}")
+            raise InputError(f"no paired PET/CT studies under the validation data "
+                             f"{cfg.val_data}{why_skipped(skipped)}")
         for i, pair in enumerate(pairs):  # one by one: the float32 copies go as we go
             pairs[i] = pair.compact()
         return pairs, val
