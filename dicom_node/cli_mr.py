@@ -50,9 +50,13 @@ def _train(method: str, *, data: Path | None, out: Path, tiny: bool, steps: int,
         raise typer.BadParameter("--activation must be tanh or tanhshrink")
     cfg = TrainConfig(out=out, method=method, tiny=tiny, steps=steps, activation=activation,
                       resume=resume, device=_device(device), **extra)
-    if data is not None:  # DICOM studies are paired once on the model grid, then cached
-        cfg.data = cache_pairs(data, out / "pairs", cfg.spacing_mm)
-    metrics = train(cfg)
+    try:
+        if data is not None:  # DICOM studies are paired once on the model grid, then cached
+            cfg.data = cache_pairs(data, out / "pairs", cfg.spacing_mm)
+        metrics = train(cfg)
+    except ValueError as exc:  # too little usable data: the reasons, not a traceback
+        typer.echo(f"cannot train: {exc}", err=True)
+        raise typer.Exit(2) from None
     if not metrics:  # a torchrun rank other than 0: rank 0 writes and reports the package
         return
     typer.echo(json.dumps(metrics, indent=2))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from pipeline.models.package import load_package
 from pipeline.models.unet3d import predict_mr_to_pet
 from training.ganbert.data import BrainPair, find_brain_studies, pair_from_dicom
 from training.ganbert.metrics import VALUE_RANGE, image_metrics
+from training.pairs import Skipped, attempt, why_skipped
 from training.phantoms.anatomy import Grid
 from training.phantoms.brain import CSF, GM, WM, BrainCaseInfo, case_labels, hot_weight
 
@@ -40,9 +42,13 @@ def load_pairs(data: Path, spacing_mm: tuple[float, ...], reference: str = "phan
     if caches:
         return [BrainPair.load(p) for p in caches]
     ref = BrainCaseInfo.reference_mask if reference == "phantom" else None
-    pairs = [pair_from_dicom(mr, pets, spacing_mm, ref) for mr, pets in find_brain_studies(data)]
+    skipped: list[Skipped] = []  # a study that cannot be paired is left out, with its reason
+    pairs = [attempt(partial(pair_from_dicom, mr, pets, spacing_mm, ref),
+                     str(Path(mr[0]).parent), skipped) for mr, pets in find_brain_studies(data)]
+    pairs = [p for p in pairs if p is not None]
     if not pairs:
-        raise ValueError(f"{data}: no paired MR/PET studies and no .npz pairs found")
+        raise ValueError(f"{data}: no paired MR/PET studies and no .npz pairs found"
+                         f"{why_skipped(skipped)}")
     return pairs
 
 

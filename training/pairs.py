@@ -213,7 +213,7 @@ def load_pairs(root: Path, spacing_mm: Sequence[float], cache_dir: Path | None =
     skipped = [] if skipped is None else skipped
     studies = []
     for ct_files, pt_files in find_studies(root):
-        uid = _attempt(lambda f=ct_files[0]: str(
+        uid = attempt(lambda f=ct_files[0]: str(
             pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID),
             str(Path(ct_files[0]).parent), skipped)
         if uid is not None:
@@ -225,11 +225,11 @@ def load_pairs(root: Path, spacing_mm: Sequence[float], cache_dir: Path | None =
                         antialiased=antialiased)
         with ProcessPoolExecutor(min(workers, len(missing))) as pool:
             list(pool.map(build, *zip(*missing, strict=True)))  # failures are met again below
-    pairs = [_attempt(partial(cached_pair, cache_dir, study, ct_files, pt_files, spacing_mm,
+    pairs = [attempt(partial(cached_pair, cache_dir, study, ct_files, pt_files, spacing_mm,
                               antialiased), f"study {study}", skipped)
              for study, ct_files, pt_files in studies]
     nifti = find_nifti_cases(root)
-    pairs += [_attempt(partial(cached_nifti_pair, cache_dir, case, spacing_mm, antialiased),
+    pairs += [attempt(partial(cached_nifti_pair, cache_dir, case, spacing_mm, antialiased),
                        str(case), skipped) for case in nifti]
     if nifti:
         log.info("found %d NIfTI (autoPET layout) cases under %s", len(nifti), root)
@@ -245,7 +245,7 @@ def why_skipped(skipped: Sequence[Skipped], limit: int = 3) -> str:
     return f" (skipped {len(skipped)}: {shown}{more})"
 
 
-def _attempt(make: Callable[[], T], source: str, skipped: list[Skipped]) -> T | None:
+def attempt(make: Callable[[], T], source: str, skipped: list[Skipped]) -> T | None:
     """`make()`, or None with the failure logged and recorded against `source`."""
     try:
         return make()

@@ -73,3 +73,24 @@ def test_evaluate_reports_left_out_study_and_training_names_the_cause(studies):
     not_pkg = runner.invoke(app, ["evaluate", "--model", str(studies / "data"), "--data",
                                   str(studies / "data"), "--out", str(studies / "r3")])
     assert not_pkg.exit_code == 2 and "not a model package" in not_pkg.output
+
+
+def test_brain_study_that_cannot_be_paired_is_left_out(tmp_path):
+    brains = tmp_path / "brains"
+    make_phantoms(brains, 3, seed=5, kind="brain", shape=(16, 16, 16))
+    mr = sorted((brains / "case_001" / "MR").iterdir())[5]
+    mr.write_bytes(mr.read_bytes()[:1500])  # pixel data cut
+    runner = CliRunner()
+    run = runner.invoke(app, ["train", "ganbert", "--data", str(brains), "--out",
+                              str(tmp_path / "run"), "--tiny", "--steps", "1", "--device", "cpu"])
+    assert run.exit_code == 0, run.output  # trained on the study that pairs
+    assert len(list((tmp_path / "run" / "pairs").glob("pair_*.npz"))) == 2  # of 3 studies
+    ev = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "run" / "package"),
+                             "--data", str(brains), "--out", str(tmp_path / "report")])
+    assert ev.exit_code == 0, ev.output
+    for case in ("case_000", "case_002"):
+        other = sorted((brains / case / "MR").iterdir())[5]
+        other.write_bytes(other.read_bytes()[:1500])
+    again = runner.invoke(app, ["train", "ganbert", "--data", str(brains), "--out",
+                                str(tmp_path / "run2"), "--tiny", "--steps", "1"])
+    assert again.exit_code == 2 and "no MR/PET study could be paired (skipped 3" in again.output

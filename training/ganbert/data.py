@@ -25,6 +25,7 @@ from pipeline.resample import resample_onto, resample_to_spacing
 from pipeline.series import load_series
 from pipeline.suv import to_suv
 from training.ganbert.normalization import MrStats, normalize_mr, normalize_pet
+from training.pairs import Skipped, attempt, why_skipped
 from training.phantoms.anatomy import Grid
 from training.phantoms.brain import BrainCaseInfo, make_brain_case
 
@@ -179,9 +180,13 @@ def cache_pairs(data: Path, out: Path, spacing_mm: Sequence[float],
     studies = find_brain_studies(data)
     if not studies:
         raise ValueError(f"{data}: no paired MR/PET DICOM studies and no .npz pairs")
+    skipped: list[Skipped] = []  # a study that cannot be paired is left out, with its reason
     for i, (mr, pets) in enumerate(studies):
         path = out / f"pair_{i:04d}.npz"
         if not path.is_file():
-            pair_from_dicom(mr, pets, spacing_mm, reference).save(path)
-    log.info("%d pairs cached in %s", len(studies), out)
+            attempt(lambda mr=mr, pets=pets, path=path: pair_from_dicom(
+                mr, pets, spacing_mm, reference).save(path), str(Path(mr[0]).parent), skipped)
+    if len(skipped) == len(studies):
+        raise ValueError(f"{data}: no MR/PET study could be paired{why_skipped(skipped)}")
+    log.info("%d pairs cached in %s", len(studies) - len(skipped), out)
     return out
