@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,7 @@ def echo(ae_title: str, host: str, port: int, calling_ae: str = "VPET",
     if not assoc.is_established:
         raise DeliveryError(_describe_failure(assoc, ae_title, host, port))
     try:
+        quiesce_reactor(assoc)
         rsp = assoc.send_c_echo()
         if "Status" not in rsp:
             raise DeliveryError(f"no C-ECHO response from {ae_title}@{host}:{port}")
@@ -141,6 +143,33 @@ def send_files(files: Iterable[Path | str], ae_title: str, host: str, port: int,
     return results
 
 
+def quiesce_reactor(assoc: Association, settle_s: float = 0.002) -> None:
+    """Wait until the association's reactor thread is blocked, before a send_c_*() call.
+
+    Why: pynetdicom 3.0's send_c_*() pauses the reactor by clearing an event and waiting for
+    `_is_paused`, but the reactor sets that flag just before its wait() returns too, so the
+    sender can pass while the reactor goes on to read the message queue once more. On a fast
+    peer (localhost, TCP_NODELAY) the C-STORE response is already there: the reactor takes it
+    as an "unexpected C-STORE service message", the sender waits out the DIMSE timeout and the
+    association is aborted. So this waits until the reactor thread is a waiter of the event
+    itself (threading.Condition's waiter list); where that cannot be seen, until the flag has
+    been seen set twice, `settle_s` apart (longer than one reactor turn). Bounded: 1 s."""
+    checkpoint = getattr(assoc, "_reactor_checkpoint", None)
+    if checkpoint is None or not assoc.is_established:  # another pynetdicom: nothing to do
+        return
+    checkpoint.clear()
+    waiters = getattr(getattr(checkpoint, "_cond", None), "_waiters", None)
+    deadline = time.monotonic() + 1.0
+    if waiters is not None:
+        while not waiters and assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.0001)
+        return
+    for _ in range(2):
+        while not assoc._is_paused and time.monotonic() < deadline:
+            time.sleep(0.0001)
+        time.sleep(settle_s)
+
+
 def _store_one(assoc: Association, item: _FileInfo) -> SendResult:
     accepted = {cx.transfer_syntax[0] for cx in assoc.accepted_contexts
                 if cx.abstract_syntax == item.sop_class_uid}
@@ -152,6 +181,7 @@ def _store_one(assoc: Association, item: _FileInfo) -> SendResult:
     payload: Path | pydicom.Dataset = item.path
     if item.transfer_syntax not in accepted:
         payload = pydicom.dcmread(item.path)
+    quiesce_reactor(assoc)
     rsp = assoc.send_c_store(payload)
     if "Status" not in rsp:
         return SendResult(item.path, item.sop_class_uid, item.sop_instance_uid, None,

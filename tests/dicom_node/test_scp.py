@@ -198,3 +198,24 @@ def test_source_address_recorded_and_routed_on(make_config, tmp_path):
         assert job.rule == "loopback"
     finally:
         node.stop()
+
+
+def test_reactor_parked_before_each_send(node):
+    """scu.quiesce_reactor returns only with the association's reactor blocked in its wait, so
+    a fast C-STORE response cannot be taken by it (pynetdicom 3.0 pause race); 200 echoes on
+    one association all get their answer."""
+    ae = AE(ae_title="SCANNER")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="VPET")
+    assert assoc.is_established
+    try:
+        scu.quiesce_reactor(assoc)
+        assert len(assoc._reactor_checkpoint._cond._waiters) == 1  # the reactor, waiting
+        assoc._reactor_checkpoint.set()
+        statuses = []
+        for _ in range(200):
+            scu.quiesce_reactor(assoc)
+            statuses.append(int(assoc.send_c_echo().get("Status", -1)))
+        assert statuses == [0] * 200
+    finally:
+        assoc.release()
