@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,13 +24,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(args: list[str], cwd) -> subprocess.CompletedProcess:
+def _torchrun(args: list[str], cwd) -> tuple[int, list[str], str]:
+    """(exit status, each rank's stdout + stderr, torchrun's own output). Each rank writes to
+    its own files (--redirects 3): on a shared pipe two ranks' lines can interleave."""
+    logs = Path(cwd) / f"torchrun-logs-{len(list(Path(cwd).glob('torchrun-logs-*')))}"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
            "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "dicom_node.cli", *args]
+           "--log-dir", str(logs), "--redirects", "3", "-m", "dicom_node.cli", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200")
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
                           check=False)
+    ranks = []
+    for rank in ("0", "1"):
+        files = sorted(p for p in logs.rglob("*.log") if p.parent.name == rank)
+        ranks.append("".join(p.read_text(errors="replace") for p in files))
+    return done.returncode, ranks, done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +56,15 @@ def data(tmp_path_factory):
 ])
 def test_torchrun_two_processes_train_one_package(data, net, extra):
     out = data / f"{net}-ddp"
-    result = _torchrun(["train", net, "--data", str(data / "data"), "--out", str(out),
-                        "--context", "3", "--epochs", "2", "--batch", "2", "--spacing", "8",
-                        "--threads", "1", "--seed", "1", *extra], cwd=data)
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-3000:]
-    assert "DDP rank 0/2" in log and "DDP rank 1/2" in log
-    assert log.count("epoch 2/2") >= 2  # each rank logs its epochs
-    assert log.count("model package written to") == 1  # rank 0 only
+    status, (rank0, rank1), launcher = _torchrun(
+        ["train", net, "--data", str(data / "data"), "--out", str(out), "--context", "3",
+         "--epochs", "2", "--batch", "2", "--spacing", "8", "--threads", "1", "--seed", "1",
+         *extra], cwd=data)
+    assert status == 0, (launcher[-2000:], rank0[-2000:], rank1[-2000:])
+    assert "DDP rank 0/2" in rank0 and "DDP rank 1/2" in rank1, (rank0[-2000:], rank1[-2000:])
+    assert "epoch 2/2" in rank0 and "epoch 2/2" in rank1  # both ranks trained both epochs
+    assert "model package written to" in rank0
+    assert "model package written to" not in rank1  # rank 0 only
     pkg = load_package(out)
     training = pkg.manifest["training"]
     assert training["processes"] == 2
@@ -67,12 +77,12 @@ def test_torchrun_two_processes_train_one_package(data, net, extra):
 def test_torchrun_two_processes_train_ganbert_from_dicom(tmp_path):
     brains = tmp_path / "brains"
     make_phantoms(brains, 2, seed=5, kind="brain", shape=(16, 16, 16))
-    result = _torchrun(["train", "ganbert", "--data", str(brains), "--out",
-                        str(tmp_path / "run"), "--tiny", "--steps", "2", "--device", "cpu"],
-                       cwd=tmp_path)
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-3000:]
-    assert log.count("model package written to") == 1  # rank 0 only
+    status, (rank0, rank1), launcher = _torchrun(
+        ["train", "ganbert", "--data", str(brains), "--out", str(tmp_path / "run"), "--tiny",
+         "--steps", "2", "--device", "cpu"], cwd=tmp_path)
+    assert status == 0, (launcher[-2000:], rank0[-2000:], rank1[-2000:])
+    assert "model package written to" in rank0
+    assert "model package written to" not in rank1  # rank 0 only
     assert sorted(p.name for p in (tmp_path / "run" / "pairs").iterdir()) == \
         ["pair_0000.npz", "pair_0001.npz"]  # no half-written temporary left behind
     pkg = load_package(tmp_path / "run" / "package")
