@@ -31,8 +31,8 @@ HIST_RANGE = (0.0, 3.0)  # SUVR shown in the histogram (amyloid/FDG brain values
 HIST_BINS = 60
 
 
-def load_pairs(data: Path, spacing_mm: tuple[float, ...], reference: str = "phantom"
-               ) -> list[BrainPair]:
+def load_pairs(data: Path, spacing_mm: tuple[float, ...], reference: str = "phantom",
+               skipped: list[Skipped] | None = None) -> list[BrainPair]:
     """Paired studies under `data`: .npz caches if any, else MR/PET DICOM studies.
 
     `reference` "phantom" divides PET by the phantoms' cerebellar reference mean (SUVR);
@@ -42,7 +42,7 @@ def load_pairs(data: Path, spacing_mm: tuple[float, ...], reference: str = "phan
     if caches:
         return [BrainPair.load(p) for p in caches]
     ref = BrainCaseInfo.reference_mask if reference == "phantom" else None
-    skipped: list[Skipped] = []  # a study that cannot be paired is left out, with its reason
+    skipped = [] if skipped is None else skipped  # a study that cannot be paired: left out
     pairs = [attempt(partial(pair_from_dicom, mr, pets, spacing_mm, ref),
                      str(Path(mr[0]).parent), skipped) for mr, pets in find_brain_studies(data)]
     pairs = [p for p in pairs if p is not None]
@@ -163,6 +163,9 @@ def _markdown(report: dict) -> str:
         "inside the head for a plainer number."), "",
         "| case | PSNR dB | SSIM | RMSE | MAE (head, SUVR) |", "| --- | --- | --- | --- | --- |",
         *rows, f"| **mean** | {m['psnr']} | {m['ssim']} | {m['rmse']} | {m['mae_head_suvr']} |", "",
+        *([f"Left out ({len(report['skipped'])}): "
+           + "; ".join(f"{s['source']}: {s['reason']}" for s in report["skipped"]), ""]
+          if report.get("skipped") else []),
         "![histogram](histogram.png)", "",
         "Paper (AV45, real ADNI data): GANBERT PSNR 57.58, SSIM 0.27, RMSE 0.80.", "",
         *_regional_markdown(report.get("regional_suvr", []))])
@@ -174,7 +177,8 @@ def evaluate_mr(model: Path, data: Path, out: Path, *, device: str = "cpu",
     package = load_package(model, device)
     if package.modality != "MR":
         raise ValueError(f"{model} takes {package.modality} input; evaluate_mr needs an MR model")
-    pairs = load_pairs(data, package.spacing_mm, reference)
+    skipped: list[Skipped] = []
+    pairs = load_pairs(data, package.spacing_mm, reference, skipped)
     truth = phantom_truth(data)
     cases, real_all, gen_all, regional, preds = [], [], [], [], []
     for i, pair in enumerate(pairs):
@@ -197,7 +201,8 @@ def evaluate_mr(model: Path, data: Path, out: Path, *, device: str = "cpu",
     montage_png(pairs, preds, out / "montage.png")
     report = {"model": package.name, "version": package.version, "data": str(data),
               "value_range": list(VALUE_RANGE), "cases": cases, "mean": mean,
-              "histogram": "histogram.png", "montage": "montage.png"}
+              "histogram": "histogram.png", "montage": "montage.png",
+              "skipped": [s._asdict() for s in skipped]}
     if regional:
         report["regional_suvr"] = regional
         keys = dict.fromkeys(k for r in regional for k in r if k.endswith(("_true", "_pred")))

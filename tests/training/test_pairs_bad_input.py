@@ -88,6 +88,10 @@ def test_brain_study_that_cannot_be_paired_is_left_out(tmp_path):
     ev = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "run" / "package"),
                              "--data", str(brains), "--out", str(tmp_path / "report")])
     assert ev.exit_code == 0, ev.output
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert len(report["cases"]) == 2 and len(report["skipped"]) == 1
+    assert "cannot decode pixel data" in report["skipped"][0]["reason"]
+    assert "Left out (1)" in (tmp_path / "report" / "report.md").read_text()
     for case in ("case_000", "case_002"):
         other = sorted((brains / case / "MR").iterdir())[5]
         other.write_bytes(other.read_bytes()[:1500])
