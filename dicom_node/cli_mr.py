@@ -35,6 +35,10 @@ BatchSizeOpt = Annotated[int, typer.Option(help="Volumes per micro-batch.")]
 ValEveryOpt = Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")]
 
 
+CT_SUMMARY = ("cases", "lesions_found", "lesions_hot_in_pet", "lesion_tpr",
+              "lesion_tpr_ct_detectable", "false_positives_per_case", "mae")
+
+
 def _device(device: str) -> str:
     from dicom_node.worker import resolve_device
 
@@ -159,7 +163,9 @@ def evaluate(
         elif modality == "CT":
             from training.evaluate_ct import evaluate_ct
 
-            evaluate_ct(model, data, out, device=_device(device))
+            report = evaluate_ct(model, data, out, device=_device(device))
+            typer.echo(json.dumps({name: {k: row.get(k) for k in CT_SUMMARY}
+                                   for name, row in report["overall"].items()}, indent=2))
         else:
             typer.echo(f"{model}: unknown input modality {modality!r}", err=True)
             raise typer.Exit(2)

@@ -151,3 +151,4 @@ def test_evaluate_command_dispatches_ct(trained, tmp_path):
                                       str(trained / "data"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert list(json.loads((tmp_path / "r" / "report.json").read_text())["overall"]) == ["fcn4s"]
+    assert '"lesion_tpr":' in result.output and '"false_positives_per_case":' in result.output
