@@ -143,7 +143,7 @@ def send_files(files: Iterable[Path | str], ae_title: str, host: str, port: int,
     return results
 
 
-def quiesce_reactor(assoc: Association, settle_s: float = 0.002) -> None:
+def quiesce_reactor(assoc: Association) -> None:
     """Wait until the association's reactor thread is blocked, before a send_c_*() call.
 
     Why: pynetdicom 3.0's send_c_*() pauses the reactor by clearing an event and waiting for
@@ -151,23 +151,17 @@ def quiesce_reactor(assoc: Association, settle_s: float = 0.002) -> None:
     sender can pass while the reactor goes on to read the message queue once more. On a fast
     peer (localhost, TCP_NODELAY) the C-STORE response is already there: the reactor takes it
     as an "unexpected C-STORE service message", the sender waits out the DIMSE timeout and the
-    association is aborted. So this waits until the reactor thread is a waiter of the event
-    itself (threading.Condition's waiter list); where that cannot be seen, until the flag has
-    been seen set twice, `settle_s` apart (longer than one reactor turn). Bounded: 1 s."""
+    association is aborted. So this waits (at most 1 s) until the reactor thread is a waiter
+    of the event itself (threading.Condition's waiter list). Where pynetdicom or Python keep
+    those elsewhere, pynetdicom's own pause is all there is."""
     checkpoint = getattr(assoc, "_reactor_checkpoint", None)
-    if checkpoint is None or not assoc.is_established:  # another pynetdicom: nothing to do
+    waiters = getattr(getattr(checkpoint, "_cond", None), "_waiters", None)
+    if waiters is None or not assoc.is_established:
         return
     checkpoint.clear()
-    waiters = getattr(getattr(checkpoint, "_cond", None), "_waiters", None)
     deadline = time.monotonic() + 1.0
-    if waiters is not None:
-        while not waiters and assoc.is_established and time.monotonic() < deadline:
-            time.sleep(0.0001)
-        return
-    for _ in range(2):
-        while not assoc._is_paused and time.monotonic() < deadline:
-            time.sleep(0.0001)
-        time.sleep(settle_s)
+    while not waiters and assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.0001)
 
 
 def _store_one(assoc: Association, item: _FileInfo) -> SendResult:

@@ -21,7 +21,7 @@ from pipeline.models.package import load_package
 from pipeline.models.unet3d import predict_mr_to_pet
 from training.ganbert.data import BrainPair, find_brain_studies, pair_from_dicom
 from training.ganbert.metrics import VALUE_RANGE, image_metrics
-from training.pairs import Skipped, attempt, why_skipped
+from training.pairs import Skipped, attempt, left_out, why_skipped
 from training.phantoms.anatomy import Grid
 from training.phantoms.brain import CSF, GM, WM, BrainCaseInfo, case_labels, hot_weight
 
@@ -163,9 +163,7 @@ def _markdown(report: dict) -> str:
         "inside the head for a plainer number."), "",
         "| case | PSNR dB | SSIM | RMSE | MAE (head, SUVR) |", "| --- | --- | --- | --- | --- |",
         *rows, f"| **mean** | {m['psnr']} | {m['ssim']} | {m['rmse']} | {m['mae_head_suvr']} |", "",
-        *([f"Left out ({len(report['skipped'])}): "
-           + "; ".join(f"{s['source']}: {s['reason']}" for s in report["skipped"]), ""]
-          if report.get("skipped") else []),
+        *([left_out(report["skipped"]), ""] if report.get("skipped") else []),
         "![histogram](histogram.png)", "",
         "Paper (AV45, real ADNI data): GANBERT PSNR 57.58, SSIM 0.27, RMSE 0.80.", "",
         *_regional_markdown(report.get("regional_suvr", []))])

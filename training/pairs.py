@@ -245,6 +245,12 @@ def why_skipped(skipped: Sequence[Skipped], limit: int = 3) -> str:
     return f" (skipped {len(skipped)}: {shown}{more})"
 
 
+def left_out(skipped: Sequence[dict]) -> str:
+    """'Left out (N): source: reason; ...' for a report (its "skipped" entries)."""
+    return f"Left out ({len(skipped)}): " + "; ".join(
+        f"{s['source']}: {s['reason']}" for s in skipped)
+
+
 def attempt(make: Callable[[], T], source: str, skipped: list[Skipped]) -> T | None:
     """`make()`, or None with the failure logged and recorded against `source`."""
     try:

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from training.detectability import DETECTABLE_SNR
+from training.pairs import left_out
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,7 @@ def write_markdown(report: dict, path: Path) -> None:
     for name, row in report["overall"].items():
         lines.append(f"| {name} | " + " | ".join(str(row.get(c)) for c in COLUMNS) + " |")
     if report.get("skipped"):
-        lines += ["", f"Left out ({len(report['skipped'])}): "
-                  + "; ".join(f"{s['source']}: {s['reason']}" for s in report["skipped"])]
+        lines += ["", left_out(report["skipped"])]
     lines += _missed_lesions(report)
     for name, cases in report["per_case"].items():
         lines += ["", f"## Per case: {name}", "",

@@ -12,6 +12,7 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,11 @@ class PairDataset(Dataset):
             np.ascontiguousarray(pet))
 
 
+def _pair_and_save(mr: list[Path], pets: list[list[Path]], spacing_mm: Sequence[float],
+                   reference: ReferenceFn | None, path: Path) -> Path:
+    return pair_from_dicom(mr, pets, spacing_mm, reference).save(path)
+
+
 def cache_pairs(data: Path, out: Path, spacing_mm: Sequence[float],
                 reference: ReferenceFn | None = BrainCaseInfo.reference_mask) -> Path:
     """A folder of .npz pairs for `data`: `data` itself when it holds .npz caches, else every
@@ -184,8 +190,8 @@ def cache_pairs(data: Path, out: Path, spacing_mm: Sequence[float],
     for i, (mr, pets) in enumerate(studies):
         path = out / f"pair_{i:04d}.npz"
         if not path.is_file():
-            attempt(lambda mr=mr, pets=pets, path=path: pair_from_dicom(
-                mr, pets, spacing_mm, reference).save(path), str(Path(mr[0]).parent), skipped)
+            attempt(partial(_pair_and_save, mr, pets, spacing_mm, reference, path),
+                    str(Path(mr[0]).parent), skipped)
     if len(skipped) == len(studies):
         raise ValueError(f"{data}: no MR/PET study could be paired{why_skipped(skipped)}")
     log.info("%d pairs cached in %s", len(studies) - len(skipped), out)
