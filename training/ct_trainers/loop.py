@@ -142,6 +142,7 @@ def fit(cfg: TrainConfig, rt: R.Runtime, arch: str, params: dict, export: nn.Mod
         if (work / "curves.png").is_file():
             (Path(cfg.out) / "curves.png").write_bytes((work / "curves.png").read_bytes())
         log.info("wrote %s package to %s", arch, cfg.out)
+    R.leave_process_group(rt.world)
     return Path(cfg.out)
 
 

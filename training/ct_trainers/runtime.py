@@ -62,6 +62,18 @@ def setup(device: str, seed: int, threads: int | None = None) -> Runtime:
     return Runtime(device, rank, world)
 
 
+def leave_process_group(world: int) -> None:
+    """Leave the process group when every rank is done (rank 0 after writing the package);
+    the CT and GANBERT trainers both end with it. Why: a process that exits with gloo's
+    threads still running can die in std::terminate, and torchrun then fails the whole run."""
+    if world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
 def prepare(net: nn.Module, rt: Runtime) -> nn.Module:
     """Move to the device (channels_last on CUDA); wrap in DDP when distributed."""
     net.to(rt.device)

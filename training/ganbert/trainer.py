@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from pipeline.models.bert_discriminator import BertConfig, BertDiscriminator
 from pipeline.models.patchgan3d import PatchGAN3D
 from pipeline.models.unet3d import UNet3D, predict_mr_to_pet
+from training.ct_trainers.runtime import leave_process_group
 from training.ganbert import runtime as R
 from training.ganbert import steps as St
 from training.ganbert.curves import plot_curves
@@ -208,6 +209,7 @@ def train(cfg: TrainConfig) -> dict:
                                                 R.unwrap(mods["g"]).state_dict().items()})
                 R.save_checkpoint(ckpt, step, mods, opts, scheds, history)
     if rank != 0:
+        leave_process_group(world)
         return {}
     plot_curves(history, out / "loss_curves.png")
     metrics = {"steps": step, "processes": world,
@@ -223,6 +225,7 @@ def train(cfg: TrainConfig) -> dict:
         log.info("exporting the generator of step %d (best validation RMSE)", best[1])
     export_package(out / "package", g, cfg, metrics, time_steps)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    leave_process_group(world)
     return metrics
 
 
