@@ -17,6 +17,11 @@ FCN the places where only the cGAN is hot. Why: the paper blends because the FCN
 tumours and the cGAN only looks real; a cGAN hot spot the FCN does not confirm is a
 hallucination (GANs draw plausible lesions where the CT is ambiguous), and with "fcn_or_cgan"
 every hot spot of the blend is the FCN's decision while the cold picture stays the cGAN's.
+"fcn_veto_cgan" does the same and also clips the cGAN image to the FCN's value inside those
+spots before the pyramids are built. Why: the mask only weights the pyramid levels, and its
+coarse levels are well below 1 over a spot a few voxels wide, so "fcn_or_cgan" still lets a
+vetoed 7-9 SUV cGAN peak leak back as a 2.6-3.3 SUV false hot spot (most often on benign
+cysts); with the peak gone from the cGAN image nothing is left to leak.
 """
 
 from __future__ import annotations
@@ -93,15 +98,15 @@ def fcn_mask(fcn: np.ndarray, threshold: float = 2.5, dilate: int = 0) -> np.nda
     return ndimage.binary_dilation(mask, structure=structure)
 
 
-HOT_MASKS = ("fcn", "fcn_or_cgan")
+HOT_MASKS = ("fcn", "fcn_or_cgan", "fcn_veto_cgan")
 VETO_MARGIN = 2  # voxels around a cGAN-only hot spot handed to the FCN (2 x mask_sigma)
 
 
 def blend(fcn: np.ndarray, cgan: np.ndarray, threshold: float = 2.5, levels: int = 4,
           mask_sigma: float = 1.0, dilate: int = 0, hot_mask: str = "fcn") -> np.ndarray:
     """The paper's blend: mask = FCN > `threshold` SUV (grown by `dilate` voxels; with
-    `hot_mask="fcn_or_cgan"` also where the cGAN is hot); FCN inside, cGAN outside. 2-D or
-    (z,y,x)."""
+    `hot_mask="fcn_or_cgan"` also where the cGAN is hot, "fcn_veto_cgan" also clipping the cGAN
+    there to the FCN); FCN inside, cGAN outside. 2-D or (z,y,x)."""
     fcn = np.asarray(fcn, np.float32)
     cgan = np.asarray(cgan, np.float32)
     if fcn.shape != cgan.shape:
@@ -109,8 +114,12 @@ def blend(fcn: np.ndarray, cgan: np.ndarray, threshold: float = 2.5, levels: int
     if hot_mask not in HOT_MASKS:
         raise ValueError(f"unknown hot_mask {hot_mask!r}; known: {HOT_MASKS}")
     mask = fcn_mask(fcn, threshold, dilate)
-    if hot_mask == "fcn_or_cgan":  # cover the cGAN spot's edge too, past the mask smoothing
-        mask |= fcn_mask(cgan, threshold, max(dilate, VETO_MARGIN))
+    if hot_mask != "fcn":  # cover the cGAN spot's edge too, past the mask smoothing
+        vetoed = fcn_mask(cgan, threshold, max(dilate, VETO_MARGIN))
+        if hot_mask == "fcn_veto_cgan":
+            vetoed &= fcn <= threshold
+            cgan = np.where(vetoed, np.minimum(cgan, fcn), cgan)
+        mask |= vetoed
     if fcn.ndim == 2:
         return pyramid_blend(fcn, cgan, mask, levels, mask_sigma).astype(np.float32)
     if fcn.ndim != 3:

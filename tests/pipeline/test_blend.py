@@ -88,3 +88,19 @@ def test_fcn_or_cgan_mask_lets_the_fcn_veto_cgan_hot_spots():
     assert blend(fcn, cgan, hot_mask="fcn_or_cgan")[12, 12] > 3.5
     with pytest.raises(ValueError, match="hot_mask"):
         blend(fcn, cgan, hot_mask="cgan")
+
+
+def test_fcn_veto_cgan_leaves_no_leak_of_a_vetoed_cgan_peak():
+    fcn = np.full((48, 48), 1.9, np.float32)
+    fcn[22:26, 22:26] = 2.3  # the FCN sees something, but not a hot lesion
+    cgan = np.full((48, 48), 1.8, np.float32)
+    cgan[22:26, 22:26] = 8.5  # a small, very hot cGAN spot (as on a benign cyst)
+    assert blend(fcn, cgan, hot_mask="fcn_or_cgan").max() > 2.5  # leaks through coarse levels
+    vetoed = blend(fcn, cgan, hot_mask="fcn_veto_cgan")
+    assert vetoed.max() < 2.5
+    assert abs(vetoed[5, 5] - 1.8) < 0.01  # the cold picture far away is still the cGAN's
+    fcn[10:14, 10:14] = 5.0  # an FCN hot spot stays hot
+    assert blend(fcn, cgan, hot_mask="fcn_veto_cgan")[12, 12] > 3.5
+    vol_f, vol_c = np.stack([fcn] * 3), np.stack([cgan] * 3)  # slice by slice in 3-D too
+    assert (blend(vol_f, vol_c, hot_mask="fcn_veto_cgan")[1] ==
+            blend(fcn, cgan, hot_mask="fcn_veto_cgan")).all()

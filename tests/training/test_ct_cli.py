@@ -83,10 +83,10 @@ def test_train_commands_write_loadable_packages(trained):
 def test_blend_options_reach_the_manifest(trained, tmp_path):
     result = CliRunner().invoke(app, ["train", "blend", "--fcn", str(trained / "fcn"), "--cgan",
                                       str(trained / "cgan-aa"), "--out", str(tmp_path / "b"),
-                                      "--hot-mask", "fcn_or_cgan", "--dilate", "1"])
+                                      "--hot-mask", "fcn_veto_cgan", "--dilate", "1"])
     assert result.exit_code == 0, result.output
     pkg = load_package(tmp_path / "b")
-    assert pkg.manifest["architecture"]["hot_mask"] == "fcn_or_cgan"
+    assert pkg.manifest["architecture"]["hot_mask"] == "fcn_veto_cgan"
     assert pkg.manifest["architecture"]["dilate"] == 1
     assert np.isfinite(pkg.predict(np.full((4, 20, 18), 50.0, np.float32))).all()
     bad = CliRunner().invoke(app, ["train", "blend", "--fcn", str(trained / "fcn"), "--cgan",
