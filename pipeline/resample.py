@@ -2,7 +2,15 @@
 
 Why: networks are trained at one voxel spacing; the outputs must land back exactly on the
 source pixels so that PM, SEG and SC frames are pixel-aligned with the CT/MR slices.
-Origin and direction are kept, so a patient point has the same coordinates on both grids.
+A patient point has the same coordinates on both grids.
+
+The model grid is always axis-aligned in LPS (identity direction, rows to the patient's left,
+columns to posterior, slices to superior), whatever the source's orientation. Why: the networks
+learned anatomy in one orientation; a feet-first or prone CT, a sagittal MR or a NIfTI volume
+stored RAS would otherwise reach them mirrored or turned. Axis flips and permutations are exact
+(`sitk.DICOMOrient`); an oblique remainder (gantry tilt, oblique MR) is resampled onto the
+axis-aligned box that holds the source. The outputs go back onto the source grid by patient
+coordinates (`resample_onto`), so the source's own orientation is kept for every DICOM output.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ log = logging.getLogger(__name__)
 CT_DEFAULT = -1000.0  # air outside the field of view
 SUV_DEFAULT = 0.0
 
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+DIRECTION_TOL = 1e-4
 FWHM_PER_SIGMA = 2.3548
 MIN_SIGMA_VOXELS = 0.25  # below this a Gaussian changes nothing a linear resample would see
 
@@ -50,24 +60,44 @@ def antialias(image: sitk.Image, new_spacing: Sequence[float]) -> sitk.Image:
                                  32, 0.01, True)
 
 
+def is_axis_aligned(image: sitk.Image) -> bool:
+    """True when the image's axes are the patient's L, P, S axes (identity direction)."""
+    return bool(np.allclose(image.GetDirection(), IDENTITY, atol=DIRECTION_TOL))
+
+
+def _box(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest patient coordinates (x, y, z mm) of the image's voxel centres."""
+    size = image.GetSize()
+    corners = [image.TransformContinuousIndexToPhysicalPoint([c * (n - 1) for c, n in
+                                                              zip(corner, size, strict=True)])
+               for corner in np.ndindex(2, 2, 2)]
+    return np.min(corners, axis=0), np.max(corners, axis=0)
+
+
 def resample_to_spacing(image: sitk.Image, spacing_xyz: Sequence[float],
                         default_value: float = CT_DEFAULT, *,
                         antialiased: bool = False) -> sitk.Image:
-    """Same origin and direction, new spacing; the size covers the original extent.
+    """The axis-aligned model grid at `spacing_xyz` covering the image (see module docstring);
+    for an axis-aligned source the origin is kept.
 
     `antialiased`: low-pass to the new grid's resolution first (see `antialias`); packages
     trained on antialiased inputs say so in their manifest (`input.antialias`)."""
+    if not is_axis_aligned(image):
+        log.info("source direction %s: model grid put axis-aligned in LPS",
+                 [round(v, 4) for v in image.GetDirection()])
+        image = sitk.DICOMOrient(image, "LPS")  # exact: axis flips and permutations only
     old_size, old_spacing = image.GetSize(), image.GetSpacing()
     new_spacing = tuple(float(s) for s in spacing_xyz)
-    new_size = [max(1, math.ceil((n - 1) * so / sn - 1e-6) + 1)
-                for n, so, sn in zip(old_size, old_spacing, new_spacing, strict=True)]
+    low, high = _box(image)
+    new_size = [max(1, math.ceil(extent / sn - 1e-6) + 1)
+                for extent, sn in zip(high - low, new_spacing, strict=True)]
     log.debug("resample %s @ %s -> %s @ %s%s", old_size, old_spacing, new_size, new_spacing,
               " (antialiased)" if antialiased else "")
     if antialiased:
         image = antialias(image, new_spacing)
-    return sitk.Resample(image, new_size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(),
-                         new_spacing, image.GetDirection(), float(default_value),
-                         sitk.sitkFloat32)
+    origin = image.GetOrigin() if is_axis_aligned(image) else tuple(float(v) for v in low)
+    return sitk.Resample(image, new_size, sitk.Transform(), sitk.sitkLinear, origin,
+                         new_spacing, IDENTITY, float(default_value), sitk.sitkFloat32)
 
 
 def resample_onto(image: sitk.Image, reference: sitk.Image,

@@ -59,7 +59,8 @@ class Pair:
         return replace(self, ct=ct, suv=self.suv.astype(np.float16))
 
     def index_of(self, point_mm: Sequence[float]) -> tuple[int, int, int]:
-        """(z, y, x) voxel index of a patient point (identity direction assumed)."""
+        """(z, y, x) voxel index of a patient point (model grids are axis-aligned in LPS,
+        see pipeline.resample)."""
         idx = [round((point_mm[i] - self.origin[i]) / self.spacing[i]) for i in range(3)]
         return idx[2], idx[1], idx[0]
 
@@ -126,6 +127,7 @@ def build_pair(ct_files: Sequence[Path], pt_files: Sequence[Path],
 def _cache_path(cache_dir: Path, study_uid: str, spacing_mm: Sequence[float],
                 antialiased: bool = False) -> Path:
     grid = f"{study_uid}/{list(map(float, spacing_mm))}" + ("/antialiased" if antialiased else "")
+    grid += "/lps"  # model grids became axis-aligned in LPS: caches made before are rebuilt
     key = hashlib.sha1(grid.encode()).hexdigest()[:16]
     return cache_dir / f"pair_{key}.npz"
 

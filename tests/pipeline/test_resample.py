@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from pipeline.resample import antialias_sigmas_mm, resample_onto, resample_to_spacing
+from pipeline.resample import IDENTITY, antialias_sigmas_mm, resample_onto, resample_to_spacing
 from tests.pipeline.conftest import sphere
 
 
@@ -32,9 +32,13 @@ def test_point_survives_round_trip(oblique):
     direction = (c, -s, 0, s, c, 0, 0, 0, 1) if oblique else (1, 0, 0, 0, 1, 0, 0, 0, 1)
     src = _image(direction)
     model = resample_to_spacing(src, (2.0, 2.0, 2.0), default_value=0.0)
-    assert model.GetOrigin() == src.GetOrigin() and model.GetDirection() == src.GetDirection()
+    assert model.GetDirection() == IDENTITY  # the model grid is axis-aligned in LPS
     assert model.GetSpacing() == (2.0, 2.0, 2.0)
-    assert model.GetSize() == (21, 21, 25)  # covers (n-1)*spacing of the source
+    if oblique:  # the axis-aligned box of the rotated source: larger in x and y
+        assert model.GetSize()[0] > 21 and model.GetSize()[1] > 21
+    else:
+        assert model.GetOrigin() == src.GetOrigin()
+        assert model.GetSize() == (21, 21, 25)  # covers (n-1)*spacing of the source
     back = resample_onto(model, src, default_value=0.0)
     assert back.GetSize() == src.GetSize() and back.GetOrigin() == src.GetOrigin()
     expected = _centroid_mm(src)
@@ -80,3 +84,40 @@ def test_antialiasing_keeps_geometry_and_skips_upsampling():
     plain = resample_to_spacing(src, (0.5, 0.5, 1.0), 0.0)
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(finer),
                                   sitk.GetArrayViewFromImage(plain))
+
+
+def reoriented(src: sitk.Image, flip: tuple[bool, bool, bool], order: tuple[int, int, int]
+                ) -> sitk.Image:
+    """The same patient content stored with axes flipped and permuted (index order x, y, z):
+    a feet-first or prone CT, a sagittal MR, a NIfTI volume kept RAS."""
+    arr = sitk.GetArrayFromImage(src)  # (z, y, x)
+    arr = arr[tuple(slice(None, None, -1) if f else slice(None) for f in flip[::-1])]
+    arr = np.transpose(arr, [2 - a for a in order[::-1]])
+    out = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+    old_dir = np.array(src.GetDirection()).reshape(3, 3)
+    cols = [old_dir[:, a] * (-1 if flip[a] else 1) for a in order]
+    out.SetDirection(tuple(np.stack(cols, axis=1).flatten()))
+    out.SetSpacing(tuple(src.GetSpacing()[a] for a in order))
+    corner = [src.GetSize()[a] - 1 if flip[a] else 0 for a in range(3)]
+    out.SetOrigin(src.TransformIndexToPhysicalPoint(corner))
+    return out
+
+
+@pytest.mark.parametrize(("flip", "order"), [((True, False, False), (0, 1, 2)),  # feet first
+                                             ((True, True, False), (0, 1, 2)),  # prone
+                                             ((False, True, True), (1, 2, 0)),  # sagittal
+                                             ((True, False, True), (2, 0, 1))])
+def test_any_axis_order_gives_the_same_model_grid(flip, order):
+    src = _image()
+    moved = reoriented(src, flip, order)
+    np.testing.assert_allclose(_centroid_mm(moved), _centroid_mm(src), atol=1e-3)  # same patient
+    for antialiased in (False, True):
+        want = resample_to_spacing(src, (2.0, 2.0, 2.0), 0.0, antialiased=antialiased)
+        got = resample_to_spacing(moved, (2.0, 2.0, 2.0), 0.0, antialiased=antialiased)
+        assert got.GetDirection() == IDENTITY and got.GetSize() == want.GetSize()
+        np.testing.assert_allclose(got.GetOrigin(), want.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(sitk.GetArrayViewFromImage(got),
+                                   sitk.GetArrayViewFromImage(want), atol=1e-3)
+    back = resample_onto(resample_to_spacing(moved, (2.0, 2.0, 2.0), 0.0), moved, 0.0)
+    assert back.GetDirection() == moved.GetDirection()  # outputs land on the source's own grid
+    np.testing.assert_allclose(_centroid_mm(back), _centroid_mm(src), atol=0.5)
