@@ -238,8 +238,9 @@ def train_blend(
                                         "(0 = the paper).")] = 0,
     hot_mask: Annotated[str, typer.Option(help="fcn (the paper: FCN > threshold) or "
                                           "fcn_or_cgan (the FCN also decides cGAN-only hot "
-                                          "spots) or fcn_veto_cgan (as fcn_or_cgan, and the "
-                                          "cGAN is clipped to the FCN there).")] = "fcn",
+                                          "spots), fcn_veto_cgan (as fcn_or_cgan, and the "
+                                          "cGAN is clipped to the FCN there) or fcn_and_cgan "
+                                          "(a hot spot needs both networks).")] = "fcn",
     name: Annotated[str, typer.Option(help="Package name.")] = "ct-pet-blend",
     version: VersionOpt = "0.1.0",
     flip_tta: Annotated[str, typer.Option(help="Members (fcn,cgan) whose prediction is the "

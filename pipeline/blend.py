@@ -22,6 +22,13 @@ spots before the pyramids are built. Why: the mask only weights the pyramid leve
 coarse levels are well below 1 over a spot a few voxels wide, so "fcn_or_cgan" still lets a
 vetoed 7-9 SUV cGAN peak leak back as a 2.6-3.3 SUV false hot spot (most often on benign
 cysts); with the peak gone from the cGAN image nothing is left to leak.
+"fcn_and_cgan" also lets the cGAN veto the FCN: an FCN hot region (3-D connected) where the
+cGAN is nowhere above the threshold (within AGREE_MARGIN voxels in-plane) is clipped to the
+cGAN before blending, so a hot spot needs both networks. Why: their errors differ. The cGAN
+draws a lesion on almost every hypodense spot (benign cysts included) but knows vessels are
+cold; the FCN knows cysts are cold but reads intrahepatic vessels, darker than liver on
+non-contrast CT, as lesions. On 66 validation phantoms, asking both cost 1 of 61 lesions found
+and removed 9 of the 13 liver false positives left by "fcn_veto_cgan".
 """
 
 from __future__ import annotations
@@ -98,25 +105,41 @@ def fcn_mask(fcn: np.ndarray, threshold: float = 2.5, dilate: int = 0) -> np.nda
     return ndimage.binary_dilation(mask, structure=structure)
 
 
-HOT_MASKS = ("fcn", "fcn_or_cgan", "fcn_veto_cgan")
+HOT_MASKS = ("fcn", "fcn_or_cgan", "fcn_veto_cgan", "fcn_and_cgan")
 VETO_MARGIN = 2  # voxels around a cGAN-only hot spot handed to the FCN (2 x mask_sigma)
+AGREE_MARGIN = 2  # voxels (in-plane) within which the cGAN must confirm an FCN hot region
+
+
+def unconfirmed(fcn: np.ndarray, cgan: np.ndarray, threshold: float) -> np.ndarray:
+    """FCN > threshold regions (connected) with no cGAN voxel > threshold near them."""
+    labels, n = ndimage.label(fcn > threshold)
+    if not n:
+        return np.zeros(fcn.shape, bool)
+    size = (2 * AGREE_MARGIN + 1,) * 2
+    near = ndimage.maximum_filter(cgan, size=size if cgan.ndim == 2 else (1, *size))
+    confirmed = ndimage.maximum(near, labels, index=np.arange(1, n + 1)) > threshold
+    return np.isin(labels, np.flatnonzero(~np.asarray(confirmed)) + 1)
 
 
 def blend(fcn: np.ndarray, cgan: np.ndarray, threshold: float = 2.5, levels: int = 4,
           mask_sigma: float = 1.0, dilate: int = 0, hot_mask: str = "fcn") -> np.ndarray:
     """The paper's blend: mask = FCN > `threshold` SUV (grown by `dilate` voxels; with
     `hot_mask="fcn_or_cgan"` also where the cGAN is hot, "fcn_veto_cgan" also clipping the cGAN
-    there to the FCN); FCN inside, cGAN outside. 2-D or (z,y,x)."""
+    there to the FCN, "fcn_and_cgan" also clipping the FCN regions the cGAN does not confirm);
+    FCN inside, cGAN outside. 2-D or (z,y,x)."""
     fcn = np.asarray(fcn, np.float32)
     cgan = np.asarray(cgan, np.float32)
     if fcn.shape != cgan.shape:
         raise ValueError(f"FCN {fcn.shape} and cGAN {cgan.shape} differ in shape")
     if hot_mask not in HOT_MASKS:
         raise ValueError(f"unknown hot_mask {hot_mask!r}; known: {HOT_MASKS}")
+    if hot_mask == "fcn_and_cgan":  # the cGAN vetoes FCN hot regions it does not confirm
+        rejected = ndimage.binary_dilation(unconfirmed(fcn, cgan, threshold), iterations=VETO_MARGIN)
+        fcn = np.where(rejected, np.minimum(fcn, cgan), fcn)
     mask = fcn_mask(fcn, threshold, dilate)
     if hot_mask != "fcn":  # cover the cGAN spot's edge too, past the mask smoothing
         vetoed = fcn_mask(cgan, threshold, max(dilate, VETO_MARGIN))
-        if hot_mask == "fcn_veto_cgan":
+        if hot_mask in ("fcn_veto_cgan", "fcn_and_cgan"):
             vetoed &= fcn <= threshold
             cgan = np.where(vetoed, np.minimum(cgan, fcn), cgan)
         mask |= vetoed

@@ -4,8 +4,8 @@ Why: the two networks are trained separately (different losses, optimizers, sche
 node must load one package; the blended package holds both members' weights in one safetensors
 file (an nn.ModuleDict with keys "fcn." / "cgan.") and blends their outputs with a Laplacian
 pyramid where the FCN says > `threshold` SUV (that mask grown by `dilate` voxels; 0 = paper;
-`hot_mask` "fcn_or_cgan" or "fcn_veto_cgan" lets the FCN veto cGAN-only hot spots, see
-pipeline.blend).
+`hot_mask` "fcn_or_cgan" or "fcn_veto_cgan" lets the FCN veto cGAN-only hot spots,
+"fcn_and_cgan" each network veto the other's, see pipeline.blend).
 """
 
 from __future__ import annotations

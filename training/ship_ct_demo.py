@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--more-heldout", nargs=2, action="append", default=[],
                    metavar=("KEY", "DIR"), help="another held-out set, reported under KEY")
     p.add_argument("--dilate", type=int, default=0, help="FCN mask margin (voxels), 0 = paper")
-    p.add_argument("--hot-mask", default="fcn", help="fcn (paper), fcn_or_cgan or fcn_veto_cgan")
+    p.add_argument("--hot-mask", default="fcn", help="fcn (paper), fcn_or_cgan, fcn_veto_cgan or fcn_and_cgan")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     commands = [c for c in a.commands.read_text().splitlines() if c.strip()]

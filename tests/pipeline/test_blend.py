@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.blend import blend, collapse, fcn_mask, laplacian_pyramid, pyramid_blend
+from pipeline.blend import blend, collapse, fcn_mask, laplacian_pyramid, pyramid_blend, unconfirmed
 
 
 def _img(seed: int, shape=(48, 40)) -> np.ndarray:
@@ -104,3 +104,24 @@ def test_fcn_veto_cgan_leaves_no_leak_of_a_vetoed_cgan_peak():
     vol_f, vol_c = np.stack([fcn] * 3), np.stack([cgan] * 3)  # slice by slice in 3-D too
     assert (blend(vol_f, vol_c, hot_mask="fcn_veto_cgan")[1] ==
             blend(fcn, cgan, hot_mask="fcn_veto_cgan")).all()
+
+
+def test_fcn_and_cgan_needs_both_networks_for_a_hot_spot():
+    fcn = np.full((3, 48, 48), 1.9, np.float32)
+    cgan = np.full((3, 48, 48), 1.8, np.float32)
+    fcn[:, 8:12, 30:34] = 4.0  # FCN only (a vessel the cGAN knows is cold)
+    fcn[:, 22:26, 22:26], cgan[:, 23:26, 24:27] = 5.0, 3.0  # both: a lesion
+    cgan[:, 36:40, 8:12] = 8.5  # cGAN only (a cyst the FCN knows is cold)
+    assert unconfirmed(fcn, cgan, 2.5)[1, 10, 32] and not unconfirmed(fcn, cgan, 2.5)[1, 24, 24]
+    either = blend(fcn, cgan, hot_mask="fcn_veto_cgan")
+    assert either[1, 10, 32] > 3.0  # the FCN alone still decides there
+    both = blend(fcn, cgan, hot_mask="fcn_and_cgan")
+    assert both[1, 10, 32] < 2.5 and both[1, 38, 10] < 2.5
+    assert both[1, 24, 24] > 4.0  # the FCN's value where both agree
+    np.testing.assert_allclose(both[1, 24, 24], either[1, 24, 24], atol=0.01)
+    assert abs(both[1, 2, 2] - 1.8) < 0.01  # the cold picture is the cGAN's
+    near = cgan.copy()
+    near[:, 23:26, 24:27] = 1.8
+    assert blend(fcn, near, hot_mask="fcn_and_cgan")[1, 24, 24] < 2.5  # unconfirmed now
+    near[:, 27, 24] = 3.0  # the cGAN hot 2 voxels beside the FCN region still confirms it
+    assert blend(fcn, near, hot_mask="fcn_and_cgan")[1, 24, 24] > 3.5
