@@ -93,9 +93,11 @@ def _ssim_body(pred: np.ndarray, real: np.ndarray, body: np.ndarray, peak: float
 
 
 def _fp_regions(pred: np.ndarray, pair: Pair, truth: Truth, threshold: float,
-                min_volume_ml: float, liver: np.ndarray | None) -> list[dict]:
+                min_volume_ml: float, liver: np.ndarray | None,
+                members: dict[str, np.ndarray] | None = None) -> list[dict]:
     """Virtual hot regions (>= min_volume_ml, in the body) touching no real hot voxel, each with
-    where it sits (in the liver? on a benign cyst?) and what CT and real PET show there."""
+    where it sits (in the liver? on a benign cyst?), what CT and real PET show there and, for a
+    blend, each member network's SUVmax there (which network made the false positive)."""
     body = pair.ct > BODY_HU
     regions, n = ndimage.label((pred > threshold) & body)
     if not n:
@@ -119,14 +121,18 @@ def _fp_regions(pred: np.ndarray, pair: Pair, truth: Truth, threshold: float,
                     "ct_hu": round(float(pair.ct[m].mean()), 1),
                     "real_suv": round(float(pair.suv[m].mean()), 2),
                     "in_liver": None if near_liver is None else bool((m & near_liver).any()),
-                    "on_cyst": bool((m & cysts).any())})
+                    "on_cyst": bool((m & cysts).any()),
+                    **{f"{name}_suvmax": round(float(net[m].max()), 2)
+                       for name, net in (members or {}).items()}})
     return out
 
 
 def case_metrics(pred: np.ndarray, pair: Pair, truth: Truth, threshold: float,
-                 min_volume_ml: float, liver: np.ndarray | None = None) -> dict:
+                 min_volume_ml: float, liver: np.ndarray | None = None,
+                 members: dict[str, np.ndarray] | None = None) -> dict:
     """Lesion and image metrics of one prediction against one real PET; `liver` (a mask on the
-    pair grid) limits `false_positives` to the liver region as the paper counts them."""
+    pair grid) limits `false_positives` to the liver region as the paper counts them;
+    `members` (a blend's networks) are read at each false positive."""
     body = pair.ct > BODY_HU
     diff = (pred - pair.suv)[body].astype(np.float64)
     rmse = float(np.sqrt(np.mean(diff**2))) if diff.size else float("nan")
@@ -145,7 +151,7 @@ def case_metrics(pred: np.ndarray, pair: Pair, truth: Truth, threshold: float,
             if les.ct_snr is not None:
                 row["ct_snr"] = round(les.ct_snr, 1)
             lesions.append(row)
-    fps = _fp_regions(pred, pair, truth, threshold, min_volume_ml, liver)
+    fps = _fp_regions(pred, pair, truth, threshold, min_volume_ml, liver, members)
     in_scope = [f for f in fps if f["in_liver"] is not False]
     return {"lesions": lesions, "lesions_hot": len(lesions),
             "found": sum(les["found"] for les in lesions), "false_positives": len(in_scope),
@@ -247,8 +253,10 @@ def evaluate_ct(model: Path, data: Path, out: Path, device: str = "cpu",
         liver = mask_on_grid(livers[pair.study_uid], pair) if pair.study_uid in livers else None
         truth = ground_truth(pair, phantoms.get(pair.study_uid), threshold, liver)
         preds = predictions(pkg, pair.ct)
+        members = {k: v for k, v in preds.items() if k != "blend"} if "blend" in preds else None
         for name, pred in preds.items():
-            row = case_metrics(pred, pair, truth, threshold, min_volume_ml, liver)
+            row = case_metrics(pred, pair, truth, threshold, min_volume_ml, liver,
+                               members if name == "blend" else None)
             per_case.setdefault(name, []).append({"case": i, "study_uid": pair.study_uid, **row})
         if len(montage_rows) < 4:
             montage_rows.append((pair, preds, truth))

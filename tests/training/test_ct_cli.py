@@ -141,6 +141,9 @@ def test_evaluate_ct_reports_three_methods(trained, tmp_path):
             assert math.isfinite(row[key]), key
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["lesion_truth"] == "phantom cases.json"
+    for case in saved["per_case"]["blend"]:  # each network's SUVmax at a blend false positive
+        assert all({"fcn_suvmax", "cgan_suvmax"} <= set(f) for f in case["fp_regions"])
+    assert all("cgan_suvmax" not in f for c in saved["per_case"]["fcn"] for f in c["fp_regions"])
     assert "| blend |" in (tmp_path / "report" / "report.md").read_text()
     with Image.open(tmp_path / "report" / "montage.png") as img:
         assert img.width == 5 * 160  # CT | real PET | FCN | cGAN | blend

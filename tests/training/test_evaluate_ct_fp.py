@@ -30,6 +30,12 @@ def test_false_positives_in_liver_and_in_body():
     body = case_metrics(pred, pair, [], 2.5, 0.1)
     assert (body["false_positives"], body["false_positives_body"], body["fp_scope"]) == \
         (2, 2, "body")
+    fcn, cgan = pred.copy(), pair.suv.copy()
+    cgan[3:5, 30:33, 30:33] = 6.0
+    named = case_metrics(pred, pair, [], 2.5, 0.1, liver, {"fcn": fcn, "cgan": cgan})
+    by_place = {f["in_liver"]: f for f in named["fp_regions"]}
+    assert (by_place[True]["fcn_suvmax"], by_place[True]["cgan_suvmax"]) == (4.0, 1.9)
+    assert by_place[False]["cgan_suvmax"] == 6.0  # which network made each false positive
     pair.suv[3:5, 10:13, 10:13] = 5.0  # the real PET is hot there too: not a false positive
     assert case_metrics(pred, pair, [], 2.5, 0.1, liver)["false_positives"] == 0
 
