@@ -43,6 +43,7 @@ def write_markdown(report: dict, path: Path) -> None:
     if report.get("skipped"):
         lines += ["", left_out(report["skipped"])]
     lines += _missed_lesions(report)
+    lines += _false_positives(report)
     for name, cases in report["per_case"].items():
         lines += ["", f"## Per case: {name}", "",
                   "| case | found/hot | FP | FP body | cysts hot | MAE | RMSE | PSNR | SSIM |",
@@ -67,6 +68,24 @@ def _missed_lesions(report: dict) -> list[str]:
     return lines + [f"| {case} | {les['kind']} | {les['diameter_mm']} | {les['suvmax_real']} | "
                     f"{les['suvmax_virtual']} | {les.get('ct_snr', 'n/a')} |"
                     for case, les in missed]
+
+
+def _false_positives(report: dict) -> list[str]:
+    """The last method's false positives in scope (the liver where known), with what CT, real
+    PET and, for a blend, each network show there: where to look to bring the count down."""
+    name, cases = list(report["per_case"].items())[-1]
+    fps = [(c["case"], f) for c in cases for f in c.get("fp_regions", [])
+           if f.get("in_liver") is not False]
+    lines = ["", f"## False positives of {name} ({len(fps)})", ""]
+    if not fps:
+        return lines + ["None."]
+    nets = sorted({k[:-len("_suvmax")] for _, f in fps for k in f if k.endswith("_suvmax")})
+    lines += ["| case | ml | SUVmax | CT HU | real SUV | on cyst | "
+              + "".join(f"{n} SUVmax | " for n in nets),
+              "|---" * (6 + len(nets)) + "|"]
+    return lines + [f"| {case} | {f['ml']} | {f['suvmax']} | {f['ct_hu']} | {f['real_suv']} | "
+                    f"{'yes' if f['on_cyst'] else 'no'} | "
+                    + "".join(f"{f.get(n + '_suvmax', '')} | " for n in nets) for case, f in fps]
 
 
 def _grey(img: np.ndarray, low: float, high: float) -> Image.Image:

@@ -1,4 +1,5 @@
-"""The Markdown report names each missed lesion with the CT's evidence for it."""
+"""The Markdown report names each missed lesion with the CT's evidence for it, and each
+false positive with what each network says there."""
 
 from __future__ import annotations
 
@@ -25,3 +26,19 @@ def test_missed_lesions_listed_with_ct_evidence(tmp_path):
     write_markdown(_report(found=True), tmp_path / "r.md")
     text = (tmp_path / "r.md").read_text()
     assert "## Lesions missed by blend (0)" in text and "| 3 | isodense" not in text
+
+
+def test_false_positives_listed_with_each_networks_value(tmp_path):
+    report = _report(found=True)
+    report["per_case"]["blend"][0]["fp_regions"] = [
+        {"ml": 0.4, "suvmax": 2.9, "ct_hu": 37.4, "real_suv": 1.9, "in_liver": True,
+         "on_cyst": True, "fcn_suvmax": 2.45, "cgan_suvmax": 7.4},
+        {"ml": 3.0, "suvmax": 4.0, "ct_hu": 30.0, "real_suv": 1.2, "in_liver": False,
+         "on_cyst": False, "fcn_suvmax": 4.1, "cgan_suvmax": 1.0}]
+    write_markdown(report, tmp_path / "r.md")
+    text = (tmp_path / "r.md").read_text()
+    assert "## False positives of blend (1)" in text  # the one outside the liver is out of scope
+    assert "| case | ml | SUVmax | CT HU | real SUV | on cyst | cgan SUVmax | fcn SUVmax |" in text
+    assert "| 3 | 0.4 | 2.9 | 37.4 | 1.9 | yes | 7.4 | 2.45 |" in text
+    write_markdown(_report(found=True), tmp_path / "r.md")
+    assert "## False positives of blend (0)\n\nNone." in (tmp_path / "r.md").read_text()
