@@ -132,15 +132,22 @@ def _cache_path(cache_dir: Path, study_uid: str, spacing_mm: Sequence[float],
     return cache_dir / f"pair_{key}.npz"
 
 
-def save_pair(path: Path, pair: Pair) -> None:
-    """Write atomically: runs sharing a cache (--cache-dir, worker processes) and a run killed
-    mid-write never leave a half-written file behind."""
-    extra = {} if pair.seg is None else {"seg": pair.seg.astype(np.uint8)}
-    tmp = Path(path).with_name(f"{Path(path).name}.{os.getpid()}.tmp")
+def save_npz_atomic(path: Path, compressed: bool = False, **arrays) -> Path:
+    """Write a .npz to a temporary name, then rename it: runs sharing a cache (--cache-dir,
+    worker processes, torchrun ranks) and a run killed mid-write never leave a half-written
+    file for another reader."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, ct=pair.ct, suv=pair.suv, origin=np.array(pair.origin),
-                 spacing=np.array(pair.spacing), study_uid=np.array(pair.study_uid), **extra)
+        (np.savez_compressed if compressed else np.savez)(f, **arrays)
     os.replace(tmp, path)
+    return path
+
+
+def save_pair(path: Path, pair: Pair) -> None:
+    extra = {} if pair.seg is None else {"seg": pair.seg.astype(np.uint8)}
+    save_npz_atomic(path, ct=pair.ct, suv=pair.suv, origin=np.array(pair.origin),
+                    spacing=np.array(pair.spacing), study_uid=np.array(pair.study_uid), **extra)
 
 
 def load_pair(path: Path) -> Pair:
@@ -215,13 +222,12 @@ def load_pairs(root: Path, spacing_mm: Sequence[float], cache_dir: Path | None =
     skipped = [] if skipped is None else skipped
     studies = []
     for ct_files, pt_files in find_studies(root):
-        uid = attempt(lambda f=ct_files[0]: str(
-            pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID),
-            str(Path(ct_files[0]).parent), skipped)
+        uid = attempt(partial(_study_uid, ct_files[0]), str(Path(ct_files[0]).parent), skipped)
         if uid is not None:
             studies.append((uid, ct_files, pt_files))
     missing = [s for s in studies
-               if not _cache_path(cache_dir, s[0], spacing_mm, antialiased).is_file()]
+               if not _is_fresh(_cache_path(cache_dir, s[0], spacing_mm, antialiased),
+                                [*s[1], *s[2]])]
     if workers > 1 and len(missing) > 1:
         build = partial(_build_into_cache, cache_dir, spacing_mm=spacing_mm,
                         antialiased=antialiased)
@@ -236,6 +242,10 @@ def load_pairs(root: Path, spacing_mm: Sequence[float], cache_dir: Path | None =
     if nifti:
         log.info("found %d NIfTI (autoPET layout) cases under %s", len(nifti), root)
     return [p for p in pairs if p is not None]
+
+
+def _study_uid(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
 
 
 def why_skipped(skipped: Sequence[Skipped], limit: int = 3) -> str:
@@ -273,6 +283,16 @@ def _build_into_cache(cache_dir: Path, study_uid: str, ct_files: Sequence[Path],
         cached_pair(cache_dir, study_uid, ct_files, pt_files, spacing_mm, antialiased)
 
 
+def _is_fresh(cache: Path, sources: Sequence[Path]) -> bool:
+    """The cache file exists and is newer than every source file of the study (False when a
+    file cannot be read: building the pair then meets the failure and names it)."""
+    try:
+        return cache.is_file() and cache.stat().st_mtime >= max(Path(f).stat().st_mtime
+                                                                for f in sources)
+    except OSError:
+        return False
+
+
 def cached_pair(cache_dir: Path, study_uid: str, ct_files: Iterable[Path],
                 pt_files: Iterable[Path], spacing_mm: Sequence[float],
                 antialiased: bool = False) -> Pair:
@@ -280,10 +300,8 @@ def cached_pair(cache_dir: Path, study_uid: str, ct_files: Iterable[Path],
     re-sent study is paired again), else built from DICOM and cached."""
     path = _cache_path(Path(cache_dir), study_uid, spacing_mm, antialiased)
     ct_files, pt_files = list(ct_files), list(pt_files)
-    if path.is_file():
-        newest = max(Path(f).stat().st_mtime for f in [*ct_files, *pt_files])
-        if path.stat().st_mtime >= newest:
-            return load_pair(path)
+    if _is_fresh(path, [*ct_files, *pt_files]):
+        return load_pair(path)
     pair = build_pair(ct_files, pt_files, spacing_mm, antialiased)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_pair(path, pair)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
 from pipeline.models.package import save_package
@@ -48,3 +49,20 @@ def make_package(out: Path, version: str = "test-0.1") -> Path:
         "output": {"units": "SUVbw", "scale": 1.0},
     }
     return save_package(out, net, manifest)
+
+
+def reoriented(src: sitk.Image, flip: tuple[bool, bool, bool], order: tuple[int, int, int]
+                ) -> sitk.Image:
+    """The same patient content stored with axes flipped and permuted (index order x, y, z):
+    a feet-first or prone CT, a sagittal MR, a NIfTI volume kept RAS."""
+    arr = sitk.GetArrayFromImage(src)  # (z, y, x)
+    arr = arr[tuple(slice(None, None, -1) if f else slice(None) for f in flip[::-1])]
+    arr = np.transpose(arr, [2 - a for a in order[::-1]])
+    out = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+    old_dir = np.array(src.GetDirection()).reshape(3, 3)
+    cols = [old_dir[:, a] * (-1 if flip[a] else 1) for a in order]
+    out.SetDirection(tuple(np.stack(cols, axis=1).flatten()))
+    out.SetSpacing(tuple(src.GetSpacing()[a] for a in order))
+    corner = [src.GetSize()[a] - 1 if flip[a] else 0 for a in range(3)]
+    out.SetOrigin(src.TransformIndexToPhysicalPoint(corner))
+    return out

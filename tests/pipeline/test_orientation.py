@@ -14,8 +14,7 @@ from pipeline.runner import run, synthesize
 from pipeline.series import Volume
 from pipeline.types import Recipe
 from tests.conftest import dciodvfy_errors
-from tests.pipeline.conftest import sphere
-from tests.pipeline.test_resample import reoriented
+from tests.pipeline.conftest import reoriented, sphere
 from training.phantoms.dicom_writer import StudyInfo, write_series
 
 

@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from pipeline.resample import IDENTITY, antialias_sigmas_mm, resample_onto, resample_to_spacing
-from tests.pipeline.conftest import sphere
+from tests.pipeline.conftest import reoriented, sphere
 
 
 def _image(direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> sitk.Image:
@@ -84,23 +84,6 @@ def test_antialiasing_keeps_geometry_and_skips_upsampling():
     plain = resample_to_spacing(src, (0.5, 0.5, 1.0), 0.0)
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(finer),
                                   sitk.GetArrayViewFromImage(plain))
-
-
-def reoriented(src: sitk.Image, flip: tuple[bool, bool, bool], order: tuple[int, int, int]
-                ) -> sitk.Image:
-    """The same patient content stored with axes flipped and permuted (index order x, y, z):
-    a feet-first or prone CT, a sagittal MR, a NIfTI volume kept RAS."""
-    arr = sitk.GetArrayFromImage(src)  # (z, y, x)
-    arr = arr[tuple(slice(None, None, -1) if f else slice(None) for f in flip[::-1])]
-    arr = np.transpose(arr, [2 - a for a in order[::-1]])
-    out = sitk.GetImageFromArray(np.ascontiguousarray(arr))
-    old_dir = np.array(src.GetDirection()).reshape(3, 3)
-    cols = [old_dir[:, a] * (-1 if flip[a] else 1) for a in order]
-    out.SetDirection(tuple(np.stack(cols, axis=1).flatten()))
-    out.SetSpacing(tuple(src.GetSpacing()[a] for a in order))
-    corner = [src.GetSize()[a] - 1 if flip[a] else 0 for a in range(3)]
-    out.SetOrigin(src.TransformIndexToPhysicalPoint(corner))
-    return out
 
 
 @pytest.mark.parametrize(("flip", "order"), [((True, False, False), (0, 1, 2)),  # feet first

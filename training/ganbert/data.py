@@ -8,7 +8,6 @@ Arrays are cached as .npz so later epochs do no DICOM parsing.
 from __future__ import annotations
 
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pipeline.resample import resample_onto, resample_to_spacing
 from pipeline.series import load_series
 from pipeline.suv import to_suv
 from training.ganbert.normalization import MrStats, normalize_mr, normalize_pet
-from training.pairs import Skipped, attempt, why_skipped
+from training.pairs import Skipped, attempt, save_npz_atomic, why_skipped
 from training.phantoms.anatomy import Grid
 from training.phantoms.brain import BrainCaseInfo, make_brain_case
 
@@ -48,14 +47,10 @@ class BrainPair:
     def save(self, path: Path) -> Path:
         """Written to a temporary name and renamed: torchrun ranks cache the same studies side
         by side, and a rank must never load a half-written pair another rank is saving."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, mr=self.mr, pet=self.pet, origin=self.origin,
-                                spacing=self.spacing, study_uid=self.study_uid)
-        os.replace(tmp, path)
-        return path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return save_npz_atomic(path, compressed=True, mr=self.mr, pet=self.pet,
+                               origin=self.origin, spacing=self.spacing,
+                               study_uid=self.study_uid)
 
     @classmethod
     def load(cls, path: Path) -> BrainPair:
