@@ -293,6 +293,16 @@ def demo(
         raise typer.Exit(1)
 
 
+def _parse_range(text: str, option: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{option} wants LOW,HIGH, got {text!r}") from None
+    if not 0 <= low <= high:
+        raise typer.BadParameter(f"{option} wants 0 <= LOW <= HIGH, got {text!r}")
+    return low, high
+
+
 def _parse_shape(text: str) -> tuple[int, int, int]:
     try:
         z, y, x = (int(v) for v in text.split(","))
@@ -309,6 +319,11 @@ def phantoms_make(
     kind: Annotated[str, typer.Option(help="abdomen (CT/PET) or brain (MR/PET).")] = "abdomen",
     shape: Annotated[str | None, typer.Option(help="CT or MR size as Z,Y,X.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes writing abdomen cases.")] = 1,
+    lesion_rims: Annotated[bool, typer.Option(
+        help="Abdomen: malignant lesions with their CT rim; --no-lesion-rims draws flat "
+             "spheres (a generality check: same seeds, same anatomy).")] = True,
+    ct_noise: Annotated[str | None, typer.Option(
+        help="Abdomen: CT noise sigma range LOW,HIGH in HU (default 5,18).")] = None,
 ) -> None:
     """Write paired synthetic CT/PET (abdomen) or MR/PET (brain) phantom cases."""
     from training.phantoms.make import make_phantoms
@@ -317,6 +332,11 @@ def phantoms_make(
         "ct_shape" if kind == "abdomen" else "shape": _parse_shape(shape)}
     if kind == "abdomen":
         kwargs["workers"] = workers
+        kwargs["lesion_rims"] = lesion_rims
+        if ct_noise is not None:
+            kwargs["ct_noise_hu"] = _parse_range(ct_noise, "--ct-noise")
+    elif not lesion_rims or ct_noise is not None:
+        raise _fail("--no-lesion-rims and --ct-noise apply to abdomen phantoms only", 2)
     try:
         make_phantoms(out, cases, seed, kind, **kwargs)
     except ValueError as exc:

@@ -208,7 +208,8 @@ def _phantom_cases(data: Path) -> tuple[dict[str, list[PhantomLesion]], dict[str
             if "study_uid" in case and "lesions" in case:
                 lesions[case["study_uid"]] = [
                     PhantomLesion(tuple(x["centre_mm"]), x["diameter_mm"], x["suv_max"],
-                                  x["kind"], x["hu"]) for x in case["lesions"]]
+                                  x["kind"], x["hu"], x.get("rim", True))
+                    for x in case["lesions"]]
             if case.get("liver_mask") and (path.parent / case["liver_mask"]).is_file():
                 livers[case["study_uid"]] = path.parent / case["liver_mask"]
     return lesions, livers

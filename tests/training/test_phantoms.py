@@ -99,3 +99,40 @@ def test_confounders_and_lesion_free_cases(tmp_path):
     counts = [len(make_ct_only(tmp_path / f"s{s}", s, ct_shape=(4, 32, 32)).lesions)
               for s in range(12)]
     assert 0 in counts and max(counts) >= 2  # lesion-free cases occur for some seeds
+
+
+def _core_and_rim_hu(case) -> list[tuple[float, float]]:
+    """Mean CT HU of each lesion's core (r < 0.5 R) and of its rim shell (0.75 R < r < R)."""
+    ct = load_series(case.ct_paths)
+    hu = ct.array()
+    z, y, x = np.indices(hu.shape)
+    origin, spacing = np.array(ct.image.GetOrigin()), np.array(ct.image.GetSpacing())
+    out = []
+    for les in case.lesions:
+        c = (np.array(les.centre_mm) - origin) / spacing
+        rn = np.sqrt(((x - c[0]) * spacing[0]) ** 2 + ((y - c[1]) * spacing[1]) ** 2
+                     + ((z - c[2]) * spacing[2]) ** 2) / (les.diameter_mm / 2)
+        out.append((float(hu[rn < 0.5].mean()), float(hu[(rn > 0.75) & (rn < 0.95)].mean())))
+    return out
+
+
+def test_flat_lesions_and_other_noise_keep_the_same_draws(tmp_path):
+    """--no-lesion-rims / --ct-noise: the same seed gives the same lesions, now flat (no rim)
+    and with the CT noise asked for, so a generality check changes one thing only."""
+    kw = {"ct_shape": (40, 128, 128), "n_lesions": 1, "kinds": ("hypodense",),
+          "diameter_range_mm": (26, 30), "ct_noise_hu": (0.0, 0.0)}
+    rim = make_case(tmp_path / "rim", 11, **kw)
+    flat = make_case(tmp_path / "flat", 11, lesion_rims=False, **kw)
+    assert [les.centre_mm for les in rim.lesions] == [les.centre_mm for les in flat.lesions]
+    assert rim.lesions[0].rim and not flat.lesions[0].rim
+    (core, shell), = _core_and_rim_hu(rim)
+    assert shell - core > 8  # the enhancing rim (+15 HU at r > 0.7 R)
+    (core, shell), = _core_and_rim_hu(flat)
+    assert abs(shell - core) < 2 and abs(core - flat.lesions[0].hu) < 2
+    ct = load_series(flat.ct_paths).array()
+    ref = flat.liver_point_mm
+    noisy = make_case(tmp_path / "noisy", 11, **{**kw, "ct_noise_hu": (12.0, 12.0)})
+    vol = load_series(noisy.ct_paths)
+    i = vol.image.TransformPhysicalPointToIndex(ref)
+    patch = (vol.array() - ct)[i[2], i[1] - 4:i[1] + 4, i[0] - 4:i[0] + 4]
+    assert 8 < patch.std() < 16  # only the noise differs, at the sigma asked for

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 F18_HALF_LIFE_S = 6586.2
 KINDS = ("hypodense", "isodense", "cyst")
 KIND_P = (0.5, 0.2, 0.3)
+CT_NOISE_HU = (5.0, 18.0)  # CT noise sigma range (HU) a case draws from
 PET_GRIDS = ((4.07, 4.07, 3.27), (4.0, 4.0, 4.0), (3.65, 3.65, 3.27), (5.47, 5.47, 3.27),
              (3.0, 3.0, 2.0))
 CT_TIME, PET_TIME, DATE = "140100", "140500", "20260101"
@@ -56,6 +57,7 @@ class PhantomLesion:
     suv_max: float
     kind: str  # "hypodense" | "isodense" (both FDG-avid) | "cyst" (benign, low uptake)
     hu: float
+    rim: bool = True  # malignant kinds: the CT profile has its rim (False: a flat sphere)
 
     @property
     def hot(self) -> bool:
@@ -125,7 +127,8 @@ def _sphere(grid: A.Grid, lesion: PhantomLesion) -> tuple[tuple[slice, ...], np.
 
 def _place_lesions(rng, liver: A.Shape, labels: np.ndarray, grid: A.Grid, n: int,
                    kinds: Sequence[str], diam: tuple[float, float], liver_hu: float,
-                   kind_p: Sequence[float] | None = None) -> list[PhantomLesion]:
+                   kind_p: Sequence[float] | None = None, rims: bool = True
+                   ) -> list[PhantomLesion]:
     """Lesion centres inside the liver, within the CT z range, not overlapping each other."""
     z_ax = grid.axis(2)
     out: list[PhantomLesion] = []
@@ -153,7 +156,7 @@ def _place_lesions(rng, liver: A.Shape, labels: np.ndarray, grid: A.Grid, n: int
             hu = (max(liver_hu - rng.uniform(15, 35), 20.0) if kind == "hypodense"
                   else liver_hu - rng.uniform(5, 12))
         out.append(PhantomLesion(tuple(round(float(v), 2) for v in c), round(d, 2),
-                                 round(suv, 3), kind, round(float(hu), 1)))
+                                 round(suv, 3), kind, round(float(hu), 1), rims))
     return out
 
 
@@ -162,22 +165,26 @@ def _kind_p(kinds: Sequence[str], weights: Sequence[float] | None = None) -> lis
     return [v / sum(p) for v in p]
 
 
-def _ct_volume(rng, shapes, grid: A.Grid, hu_lut, lesions) -> tuple[np.ndarray, np.ndarray]:
-    """CT stored values (int16, HU + 1024) and the label volume."""
+def _ct_volume(rng, shapes, grid: A.Grid, hu_lut, lesions,
+               noise_hu: tuple[float, float] = CT_NOISE_HU) -> tuple[np.ndarray, np.ndarray]:
+    """CT stored values (int16, HU + 1024) and the label volume; noise sigma drawn in `noise_hu`."""
     labels = A.paint(shapes, grid)
     hu = hu_lut[labels]
     for les in lesions:
         box, rn = _sphere(grid, les)
         inside = (rn <= 1.0) & (labels[box] == A.LIVER)
         hu[box] = np.where(inside, lesion_ct_hu(les, rn, float(hu_lut[A.LIVER])), hu[box])
-    sigma = float(rng.uniform(5, 18))
+    sigma = float(rng.uniform(*noise_hu))
     for k in range(0, hu.shape[0], 32):  # chunked noise keeps memory flat for big volumes
         hu[k:k + 32] += rng.standard_normal(hu[k:k + 32].shape, dtype=np.float32) * sigma
     return np.clip(hu + 1024, 0, 4095).astype(np.int16), labels
 
 
 def lesion_ct_hu(les: PhantomLesion, rn: np.ndarray, liver_hu: float) -> np.ndarray | float:
-    """CT value inside a lesion: rims for malignant kinds (see module docstring), flat cysts."""
+    """CT value inside a lesion: rims for malignant kinds (see module docstring), flat cysts;
+    a lesion drawn without its rim (`les.rim` False) is a flat sphere at its core value."""
+    if not les.rim:
+        return les.hu
     if les.kind == "hypodense":
         return np.where(rn > 0.7, les.hu + 15.0, les.hu)
     if les.kind == "isodense":
@@ -265,7 +272,8 @@ def make_case(out_dir: Path, seed: int, *, ct_shape: tuple[int, int, int] = (80,
               pet_fwhm_mm: float | None = None, n_lesions: int | None = None,
               kinds: Sequence[str] = KINDS, diameter_range_mm: tuple[float, float] = (5.0, 30.0),
               kind_p: Sequence[float] | None = None, write_pet: bool = True,
-              contrast: bool | None = None) -> CaseInfo:
+              contrast: bool | None = None, lesion_rims: bool = True,
+              ct_noise_hu: tuple[float, float] = CT_NOISE_HU) -> CaseInfo:
     """Write one phantom study (CT in `out_dir/CT`, PET in `out_dir/PT`); returns its ground truth.
 
     CT in-plane spacing is the field of view (random 400-460 mm) over the matrix size, so the
@@ -273,6 +281,9 @@ def make_case(out_dir: Path, seed: int, *, ct_shape: tuple[int, int, int] = (80,
     (default 0.5 hypodense, 0.2 isodense, 0.3 cyst). Unset slice thickness, PET grid and PET
     resolution are drawn per case (slice thickness around the value that covers ~360 mm);
     `contrast` forces the CT phase (None: portal venous in ~35% of cases).
+    `lesion_rims` False and `ct_noise_hu` make phantoms this generator does not make by default
+    (flat lesions, other CT noise) from the same random draws, so the same seed gives the same
+    anatomy and lesions: the generality checks of a model trained on the default phantoms.
     """
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
@@ -295,9 +306,9 @@ def make_case(out_dir: Path, seed: int, *, ct_shape: tuple[int, int, int] = (80,
     if n_lesions is None:
         n_lesions = 0 if rng.random() < 0.2 else int(rng.integers(1, 5))
     lesions = _place_lesions(rng, marks["liver"], ct_labels, ct, n_lesions, kinds,
-                             diameter_range_mm, float(hu_lut[A.LIVER]), kind_p)
+                             diameter_range_mm, float(hu_lut[A.LIVER]), kind_p, lesion_rims)
     del ct_labels
-    stored, labels = _ct_volume(rng, shapes, ct, hu_lut, lesions)
+    stored, labels = _ct_volume(rng, shapes, ct, hu_lut, lesions, ct_noise_hu)
     weight = round(float(rng.uniform(50, 110)), 1)
     study = StudyInfo(patient_id=f"PHANTOM-{seed:06d}", patient_weight_kg=weight,
                       study_date=DATE, study_time=CT_TIME, accession_number=f"ACC{seed:06d}",
