@@ -132,7 +132,7 @@ def case_metrics(pred: np.ndarray, pair: Pair, truth: Truth, threshold: float,
                  members: dict[str, np.ndarray] | None = None) -> dict:
     """Lesion and image metrics of one prediction against one real PET; `liver` (a mask on the
     pair grid) limits `false_positives` to the liver region as the paper counts them;
-    `members` (a blend's networks) are read at each false positive."""
+    `members` (a blend's networks) are read at each lesion and each false positive."""
     body = pair.ct > BODY_HU
     diff = (pred - pair.suv)[body].astype(np.float64)
     rmse = float(np.sqrt(np.mean(diff**2))) if diff.size else float("nan")
@@ -150,6 +150,8 @@ def case_metrics(pred: np.ndarray, pair: Pair, truth: Truth, threshold: float,
                    "found": bool(p_max > threshold)}
             if les.ct_snr is not None:
                 row["ct_snr"] = round(les.ct_snr, 1)
+            for name, net in (members or {}).items():  # which network missed (or found) it
+                row[f"{name}_suvmax"] = round(float(net[les.mask].max()), 3)
             lesions.append(row)
     fps = _fp_regions(pred, pair, truth, threshold, min_volume_ml, liver, members)
     in_scope = [f for f in fps if f["in_liver"] is not False]

@@ -63,11 +63,18 @@ def _missed_lesions(report: dict) -> list[str]:
     lines = ["", f"## Lesions missed by {name} ({len(missed)})", ""]
     if not missed:
         return lines + ["None."]
-    lines += ["| case | kind | diameter mm | real SUVmax | virtual SUVmax | CT evidence (SNR) |",
-              "|---|---|---|---|---|---|"]
+    nets = _member_names(les for _, les in missed)
+    lines += ["| case | kind | diameter mm | real SUVmax | virtual SUVmax | CT evidence (SNR) | "
+              + "".join(f"{n} SUVmax | " for n in nets), "|---" * (6 + len(nets)) + "|"]
     return lines + [f"| {case} | {les['kind']} | {les['diameter_mm']} | {les['suvmax_real']} | "
-                    f"{les['suvmax_virtual']} | {les.get('ct_snr', 'n/a')} |"
+                    f"{les['suvmax_virtual']} | {les.get('ct_snr', 'n/a')} | "
+                    + "".join(f"{les.get(n + '_suvmax', '')} | " for n in nets)
                     for case, les in missed]
+
+
+def _member_names(rows) -> list[str]:
+    """The member networks read at a blend's lesions or false positives (`<name>_suvmax`)."""
+    return sorted({k[:-len("_suvmax")] for row in rows for k in row if k.endswith("_suvmax")})
 
 
 def _false_positives(report: dict) -> list[str]:
@@ -79,7 +86,7 @@ def _false_positives(report: dict) -> list[str]:
     lines = ["", f"## False positives of {name} ({len(fps)})", ""]
     if not fps:
         return lines + ["None."]
-    nets = sorted({k[:-len("_suvmax")] for _, f in fps for k in f if k.endswith("_suvmax")})
+    nets = _member_names(f for _, f in fps)
     lines += ["| case | ml | SUVmax | CT HU | real SUV | on cyst | "
               + "".join(f"{n} SUVmax | " for n in nets),
               "|---" * (6 + len(nets)) + "|"]

@@ -144,6 +144,8 @@ def test_evaluate_ct_reports_three_methods(trained, tmp_path):
     for case in saved["per_case"]["blend"]:  # each network's SUVmax at a blend false positive
         assert all({"fcn_suvmax", "cgan_suvmax"} <= set(f) for f in case["fp_regions"])
     assert all("cgan_suvmax" not in f for c in saved["per_case"]["fcn"] for f in c["fp_regions"])
+    lesions = [les for c in saved["per_case"]["blend"] for les in c["lesions"]]
+    assert lesions and all({"fcn_suvmax", "cgan_suvmax"} <= set(les) for les in lesions)
     assert "| blend |" in (tmp_path / "report" / "report.md").read_text()
     with Image.open(tmp_path / "report" / "montage.png") as img:
         assert img.width == 5 * 160  # CT | real PET | FCN | cGAN | blend

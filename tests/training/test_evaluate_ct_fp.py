@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.evaluate_ct import _phantom_cases, case_metrics, mask_on_grid
+from training.evaluate_ct import TruthLesion, _phantom_cases, case_metrics, mask_on_grid
 from training.pairs import Pair, load_pairs
 from training.phantoms.make import make_phantoms
 
@@ -38,6 +38,22 @@ def test_false_positives_in_liver_and_in_body():
     assert by_place[False]["cgan_suvmax"] == 6.0  # which network made each false positive
     pair.suv[3:5, 10:13, 10:13] = 5.0  # the real PET is hot there too: not a false positive
     assert case_metrics(pred, pair, [], 2.5, 0.1, liver)["false_positives"] == 0
+
+
+def test_each_networks_value_at_each_lesion_of_a_blend():
+    pair, liver = _pair()
+    mask = np.zeros(pair.ct.shape, bool)
+    mask[3:5, 10:13, 10:13] = True
+    pair.suv[mask] = 6.0
+    fcn, cgan = pair.suv.copy(), pair.suv.copy()
+    fcn[mask], cgan[mask] = 2.2, 7.5  # the cGAN sees it, the FCN does not: a blend misses it
+    blend = fcn.copy()
+    row = case_metrics(blend, pair, [TruthLesion(mask, "hypodense")], 2.5, 0.1, liver,
+                       {"fcn": fcn, "cgan": cgan})
+    (lesion,) = row["lesions"]
+    assert not lesion["found"] and (lesion["fcn_suvmax"], lesion["cgan_suvmax"]) == (2.2, 7.5)
+    alone = case_metrics(fcn, pair, [TruthLesion(mask, "hypodense")], 2.5, 0.1, liver)
+    assert "cgan_suvmax" not in alone["lesions"][0]
 
 
 def test_phantom_liver_mask_lands_on_the_liver(tmp_path):

@@ -26,6 +26,12 @@ def test_missed_lesions_listed_with_ct_evidence(tmp_path):
     write_markdown(_report(found=True), tmp_path / "r.md")
     text = (tmp_path / "r.md").read_text()
     assert "## Lesions missed by blend (0)" in text and "| 3 | isodense" not in text
+    report = _report(found=False)  # a blend's miss names what each network put there
+    report["per_case"]["blend"][0]["lesions"][0].update(fcn_suvmax=2.07, cgan_suvmax=5.3)
+    write_markdown(report, tmp_path / "r.md")
+    text = (tmp_path / "r.md").read_text()
+    assert "| CT evidence (SNR) | cgan SUVmax | fcn SUVmax |" in text
+    assert "| 3 | isodense | 14.2 | 6.1 | 2.07 | 3.4 | 5.3 | 2.07 |" in text
 
 
 def test_false_positives_listed_with_each_networks_value(tmp_path):
