@@ -24,6 +24,11 @@ def test_abdomen_variants_from_the_command_line(tmp_path):
     assert rims == [False] * len(cases[0]["lesions"])
     bad = runner.invoke(app, ["phantoms", "make", "--ct-noise", "5", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "LOW,HIGH" in bad.output
+    for text in ("5,1", "-2,3"):  # reversed or negative sigma: refused before anything is written
+        bad = runner.invoke(app, ["phantoms", "make", "--ct-noise", text, "--out",
+                                  str(tmp_path / "bad")])
+        assert bad.exit_code == 2 and "0 <= LOW <= HIGH" in bad.output
+        assert not (tmp_path / "bad").exists()
     brain = runner.invoke(app, ["phantoms", "make", "--kind", "brain", "--no-lesion-rims",
                                 "--out", str(tmp_path / "b")])
     assert brain.exit_code == 2 and "abdomen" in brain.output
