@@ -69,7 +69,9 @@ AntialiasOpt = Annotated[bool, typer.Option("--antialias/--no-antialias", help="
                                            "independent input; recorded in the manifest).")]
 InitOpt = Annotated[Path | None, typer.Option("--init", help="Start from this model "
                                               "package's weights (a blend: its member of this "
-                                              "architecture); fine-tuning.", exists=True,
+                                              "architecture); fine-tuning. A larger --context than the "
+                                              "package's widens its first layer (new slices "
+                                              "start at zero).", exists=True,
                                               file_okay=False)]
 NoiseOpt = Annotated[float | None, typer.Option("--aug-noise-hu", min=0.0, help="Largest "
                                                 "extra CT noise sigma of the augmentation "

@@ -202,6 +202,19 @@ def test_fine_tuning_starts_from_a_package_and_its_blend_member(data, tmp_path):
                           {"in_channels": 1, "width": 1 / 8, "fc_channels": 8}, blend)
     with pytest.raises(ModelError, match="not a model package"):
         init_from_package(build_fcn4s(params), "fcn4s", params, tmp_path)
+    # more z context: both members start as the source network on its centre slices
+    x = torch.randn(2, 3, 64, 64)
+    for arch, build, net in (("fcn4s", build_fcn4s, fcn_net),
+                             ("pix2pix_unet", build_pix2pix_unet, {"num_downs": 5, "ngf": 4})):
+        narrow, wide = build({"in_channels": 1, **net}).eval(), build({"in_channels": 3, **net}).eval()
+        init_from_package(narrow, arch, {"in_channels": 1, **net}, blend)
+        init_from_package(wide, arch, {"in_channels": 3, **net}, blend)
+        with torch.no_grad():
+            torch.testing.assert_close(wide(x), narrow(x[:, 1:2]))
+            assert not torch.allclose(wide(x), narrow(x[:, :1]))  # the centre slice, not the first
+    with pytest.raises(ModelError, match="only more context slices"):  # 1 -> 2: no centre
+        init_from_package(build_fcn4s({**params, "in_channels": 2}), "fcn4s",
+                          {**params, "in_channels": 2}, blend)
     with pytest.raises(ModelError, match="not fcn4s"):
         init_from_package(build_fcn4s(params), "fcn4s", params, tmp_path / "g" / "pkg")
     # a fine-tuning run records where it started and its antialiased input in the manifest

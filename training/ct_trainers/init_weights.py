@@ -5,7 +5,11 @@ own PET/CT pairs, or a new training recipe (another model grid, another resampli
 able to continue from the shipped package instead. A blended package holds both networks
 (`fcn.*`, `cgan.*`); the member of the trainer's architecture is taken. The architecture and its
 parameters must match exactly (a different width cannot be loaded, and silently training a
-different network than the manifest says would be worse than failing).
+different network than the manifest says would be worse than failing), with one exception: more
+adjacent CT slices (`in_channels`, the z context) than the source had. The first convolution is
+then inflated: the source's kernels sit on the centre slices and the new outer slices start at
+zero, so the run starts as exactly the source network and learns what the extra slices add
+(a tube through 7 slices is not a sphere; 3 slices cannot tell them apart).
 """
 
 from __future__ import annotations
@@ -42,10 +46,30 @@ def init_from_package(network: nn.Module, arch: str, params: dict, package: Path
         raise ModelError(f"{package} holds {source.get('name')}, not {arch}")
     theirs = {k: v for k, v in source.get("params", {}).items() if k not in TRAINING_ONLY}
     ours = {k: v for k, v in params.items() if k not in TRAINING_ONLY}
-    if theirs != ours:
-        raise ModelError(f"{package} {arch} parameters {theirs} differ from this run's {ours}")
+    source_in, our_in = int(theirs.pop("in_channels", 1)), int(ours.pop("in_channels", 1))
+    if theirs != ours or our_in < source_in or (our_in - source_in) % 2:
+        raise ModelError(f"{package} {arch} parameters {dict(theirs, in_channels=source_in)} "
+                         f"differ from this run's {dict(ours, in_channels=our_in)} (only more "
+                         "context slices, by an even number, can be taken over)")
     weights = load_file(str(Path(package) / "model.safetensors"))
     state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
     target = network.state_dict()
-    network.load_state_dict({k: v.to(target[k].dtype) for k, v in state.items()})
-    log.info("initialized %s from %s (%d tensors)", arch, package, len(state))
+    loaded = {k: _fit_input(k, v, target[k], source_in, our_in) for k, v in state.items()}
+    network.load_state_dict(loaded)
+    log.info("initialized %s from %s (%d tensors%s)", arch, package, len(state),
+             f"; {source_in} -> {our_in} input slices" if our_in != source_in else "")
+
+
+def _fit_input(key: str, weight, target, source_in: int, our_in: int):
+    """The source tensor in `target`'s dtype; a first-layer kernel over `source_in` slices is
+    zero-padded on both sides to `our_in` slices (the centre slice stays the centre)."""
+    weight = weight.to(target.dtype)
+    if weight.shape == target.shape:
+        return weight
+    pad = (our_in - source_in) // 2
+    if (weight.ndim < 2 or weight.shape[1] != source_in or target.shape[1] != our_in
+            or weight.shape[:1] + weight.shape[2:] != target.shape[:1] + target.shape[2:]):
+        raise ModelError(f"{key}: {tuple(weight.shape)} does not fit {tuple(target.shape)}")
+    inflated = target.new_zeros(target.shape)
+    inflated[:, pad:pad + source_in] = weight
+    return inflated
