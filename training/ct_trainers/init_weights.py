@@ -54,7 +54,8 @@ def init_from_package(network: nn.Module, arch: str, params: dict, package: Path
     weights = load_file(str(Path(package) / "model.safetensors"))
     state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
     target = network.state_dict()
-    loaded = {k: _fit_input(k, v, target[k], source_in, our_in) for k, v in state.items()}
+    loaded = {k: _fit_input(k, v, target[k], source_in, our_in) if k in target else v
+              for k, v in state.items()}  # an unknown key: load_state_dict names it
     network.load_state_dict(loaded)
     log.info("initialized %s from %s (%d tensors%s)", arch, package, len(state),
              f"; {source_in} -> {our_in} input slices" if our_in != source_in else "")
