@@ -180,20 +180,43 @@ def train_fcn(
                                            "channels).")] = 0.5,
     batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN "
                                              "blocks (for training from scratch).")] = False,
+    extra_window: Annotated[list[str] | None, typer.Option(
+        "--extra-window", help="A narrower CT window LOW,HIGH HU (inside -160,240) fed beside "
+        "each slice, e.g. 0,120 for the liver; repeatable. With --init, windows after the "
+        "package's start at zero.")] = None,
 ) -> None:
     """Train FCN-4s (VGG-16 backbone) CT -> SUV and write an `fcn4s` model package."""
     from training.ct_trainers import train_fcn as run
+    from training.slices import CT_WINDOW
 
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", vgg_weights=vgg16, seed=seed, device=device,
                   antialias=antialias, init=init, aug_noise_hu=aug_noise_hu,
                   amp=amp, net={"width": width, "fc_channels": fc_channels, "dropout": dropout,
-                       "batch_norm": batch_norm},
+                                "batch_norm": batch_norm, **_windows(extra_window, CT_WINDOW)},
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
                               threads, name, version, average_last, workers, max_minutes,
                               cache_dir, positive_p))
     _finish(_run(run, cfg))
+
+
+def _windows(values: list[str] | None, base: dict) -> dict:
+    """FCN parameters for `--extra-window LOW,HIGH` values (none: none, old manifests stay)."""
+    if not values:
+        return {}
+    windows = []
+    for value in values:
+        try:
+            low, high = (float(v) for v in value.split(","))
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not LOW,HIGH in HU",
+                                     param_hint="--extra-window") from None
+        if not base["low"] <= low < high <= base["high"]:
+            raise typer.BadParameter(f"{value} is not inside {base['low']:g},{base['high']:g} HU",
+                                     param_hint="--extra-window")
+        windows.append([low, high])
+    return {"extra_windows": windows, "input_window": [base["low"], base["high"]]}
 
 
 def train_pix2pix(

@@ -20,6 +20,8 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
+from pipeline.models.windows import InputWindows
+
 log = logging.getLogger(__name__)
 
 # VGG-16 configuration "D": channels per conv, "M" = 2x2 max pool.
@@ -84,6 +86,8 @@ class FCN4s(nn.Module):
     tests can build tiny networks. `batch_norm` uses VGG-16-BN's blocks (same layers, a
     BatchNorm after each conv): the paper starts from pretrained VGG-16 weights, and without
     them a plain 16-layer net trained from scratch learns too slowly for CPU-time training.
+    `extra_windows`: narrower CT windows (HU pairs inside `input_window`, the HU range the
+    input was normalized over) fed beside the input as more channels (windows.py).
     Output: `out_channels` linear maps (SUV regression) at the input size.
     """
 
@@ -91,10 +95,13 @@ class FCN4s(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, width: float = 1.0,
                  fc_channels: int = 4096, dropout: float = 0.5,
-                 learn_final_upsample: bool = False, batch_norm: bool = False) -> None:
+                 learn_final_upsample: bool = False, batch_norm: bool = False,
+                 extra_windows: list[list[float]] | None = None,
+                 input_window: tuple[float, float] = (-160.0, 240.0)) -> None:
         super().__init__()
         self.in_channels = in_channels
-        self.features = vgg16_features(in_channels, width, batch_norm)
+        self.windows = InputWindows(input_window, extra_windows or [])
+        self.features = vgg16_features(in_channels * self.windows.factor, width, batch_norm)
         self.taps = pool_indices(self.features)
         c = {n: max(1, round(v * width)) for n, v in (("pool2", 128), ("pool3", 256),
                                                       ("pool4", 512), ("pool5", 512))}
@@ -126,6 +133,7 @@ class FCN4s(nn.Module):
         ph, pw = (-h) % self.multiple, (-w) % self.multiple
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        x = self.windows(x)
         taps: dict[str, torch.Tensor] = {}
         for i, layer in enumerate(self.features):
             x = layer(x)
@@ -167,8 +175,8 @@ def load_vgg16_weights(model: FCN4s, path: Path | str) -> list[str]:
     for key, value in source.items():
         if key.startswith("features."):
             name = key
-            if key == "features.0.weight" and value.shape[1] != model.in_channels:
-                k = model.in_channels
+            k = model.features[0].in_channels
+            if key == "features.0.weight" and value.shape[1] != k:
                 value = value.sum(1, keepdim=True) if k == 1 else \
                     value.mean(1, keepdim=True).repeat(1, k, 1, 1) * (value.shape[1] / k)
         elif key.startswith("classifier.0.") and "fc6.weight" in target:

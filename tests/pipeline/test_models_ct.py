@@ -37,6 +37,23 @@ def test_fcn_has_pool2_pool3_pool4_skips_and_4x_final():
     assert torch.allclose(up[..., 2:-2, 2:-2], torch.ones(1), atol=1e-6)
 
 
+def test_extra_ct_windows_are_exact_narrow_windows_of_the_input():
+    from pipeline.models.windows import InputWindows
+
+    hu = torch.tensor([-160.0, -20.0, 0.0, 50.0, 60.0, 120.0, 240.0]).view(1, 1, 1, 7)
+    x = (hu + 160.0) / 400.0 * 2.0 - 1.0  # the package's -160..240 HU normalization
+    out = InputWindows((-160, 240), [(0, 120)])(x)
+    assert out.shape == (1, 2, 1, 7)
+    torch.testing.assert_close(out[:, :1], x)
+    expected = torch.tensor([-1.0, -1.0, -1.0, -1 / 6, 0.0, 1.0, 1.0]).view(1, 1, 1, 7)
+    torch.testing.assert_close(out[:, 1:], expected)  # 10 HU apart: 1/6 of the range, not 1/20
+    with pytest.raises(ValueError, match="not inside"):
+        InputWindows((-160, 240), [(0, 300)])
+    net = build_fcn4s({**TINY_FCN, "in_channels": 3, "extra_windows": [[0, 120], [40, 80]]})
+    assert net.features[0].in_channels == 9  # 3 slices x 3 windows
+    assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 32, 32)
+
+
 def test_fcn_learns_trivial_mapping():
     torch.manual_seed(0)
     net = FCN4s(**TINY_FCN, dropout=0.0)
