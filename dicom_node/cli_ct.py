@@ -73,6 +73,10 @@ InitOpt = Annotated[Path | None, typer.Option("--init", help="Start from this mo
                                               "package's widens its first layer (new slices "
                                               "start at zero).", exists=True,
                                               file_okay=False)]
+WindowOpt = Annotated[list[str] | None, typer.Option(
+    "--extra-window", help="A narrower CT window LOW,HIGH HU (inside -160,240) fed beside each "
+    "slice, e.g. -5,145 for the liver; repeatable. With --init, windows after the package's "
+    "start at zero.")]
 NoiseOpt = Annotated[float | None, typer.Option("--aug-noise-hu", min=0.0, help="Largest "
                                                 "extra CT noise sigma of the augmentation "
                                                 "(HU on the model grid; default 12).")]
@@ -180,10 +184,7 @@ def train_fcn(
                                            "channels).")] = 0.5,
     batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN "
                                              "blocks (for training from scratch).")] = False,
-    extra_window: Annotated[list[str] | None, typer.Option(
-        "--extra-window", help="A narrower CT window LOW,HIGH HU (inside -160,240) fed beside "
-        "each slice, e.g. 0,120 for the liver; repeatable. With --init, windows after the "
-        "package's start at zero.")] = None,
+    extra_window: WindowOpt = None,
 ) -> None:
     """Train FCN-4s (VGG-16 backbone) CT -> SUV and write an `fcn4s` model package."""
     from training.ct_trainers import train_fcn as run
@@ -234,16 +235,18 @@ def train_pix2pix(
     negative_studies: NegStudiesOpt = None, augment: AugOpt = True, average_last: AverageOpt = 1,
     antialias: AntialiasOpt = True, init: InitOpt = None, aug_noise_hu: NoiseOpt = None,
     workers: WorkersOpt = 0, max_minutes: MinutesOpt = None, cache_dir: CacheOpt = None,
-    positive_p: PositiveOpt = 0.0,
+    positive_p: PositiveOpt = 0.0, extra_window: WindowOpt = None,
 ) -> None:
     """Train pix2pix (U-Net generator + 70x70 PatchGAN) CT -> SUV; writes a `pix2pix_unet`
     package (the generator)."""
     from training.ct_trainers import train_pix2pix as run
+    from training.slices import CT_WINDOW
 
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", seed=seed, device=device, amp=amp,
                   antialias=antialias, init=init, aug_noise_hu=aug_noise_hu,
-                  net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs}, lam=lam,
+                  net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs,
+                       **_windows(extra_window, CT_WINDOW)}, lam=lam,
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
                               context, crop, samples_per_epoch, lr, val_data, weight_floor,
                               threads, name, version, average_last, workers, max_minutes,

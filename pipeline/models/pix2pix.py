@@ -23,6 +23,8 @@ import logging
 import torch
 from torch import nn
 
+from pipeline.models.windows import InputWindows
+
 log = logging.getLogger(__name__)
 
 
@@ -48,21 +50,24 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> None:
 
 
 class UnetGenerator(nn.Module):
-    """U-Net generator; `downs[0]` is outermost, `ups[0]` innermost (data order in forward)."""
+    """U-Net generator; `downs[0]` is outermost, `ups[0]` innermost (data order in forward).
+    `extra_windows`: narrower CT windows fed beside the input as channels (windows.py)."""
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, num_downs: int = 8,
                  ngf: int = 64, norm: str = "batch", use_dropout: bool = True,
-                 unit_output: bool = False) -> None:
+                 unit_output: bool = False, extra_windows: list[list[float]] | None = None,
+                 input_window: tuple[float, float] = (-160.0, 240.0)) -> None:
         super().__init__()
         if num_downs < 5:
             raise ValueError("num_downs must be >= 5 (ngf, 2ngf, 4ngf, 8ngf, innermost 8ngf)")
         self.in_channels = in_channels
         self.num_downs = num_downs
         self.unit_output = unit_output
+        self.windows = InputWindows(input_window, extra_windows or [])
         bias = norm == "instance"
         # (outer_nc, inner_nc) per level, outermost first; level 0's outer is the image.
         inner = [ngf, ngf * 2, ngf * 4] + [ngf * 8] * (num_downs - 3)
-        outer = [in_channels] + inner[:-1]
+        outer = [in_channels * self.windows.factor] + inner[:-1]
         self.downs = nn.ModuleList()
         for i in range(num_downs):
             conv = nn.Conv2d(outer[i], inner[i], 4, 2, 1, bias=bias)
@@ -96,6 +101,7 @@ class UnetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
+        x = self.windows(x)
         for down in self.downs:
             x = down(x)
             skips.append(x)

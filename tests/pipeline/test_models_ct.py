@@ -52,6 +52,10 @@ def test_extra_ct_windows_are_exact_narrow_windows_of_the_input():
     net = build_fcn4s({**TINY_FCN, "in_channels": 3, "extra_windows": [[0, 120], [40, 80]]})
     assert net.features[0].in_channels == 9  # 3 slices x 3 windows
     assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 32, 32)
+    gen = build_pix2pix_unet({"in_channels": 3, "num_downs": 5, "ngf": 4,
+                              "extra_windows": [[0, 120]]})
+    assert gen.downs[0][0].in_channels == 6
+    assert gen(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 32, 32)
 
 
 def test_fcn_learns_trivial_mapping():

@@ -173,3 +173,11 @@ def test_extra_ct_window_reaches_the_package_and_its_predictions(trained, tmp_pa
     bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--extra-window", "0,500"])
     assert bad.exit_code == 2 and "not inside -160,240 HU" in bad.output
     assert not (tmp_path / "b").exists()
+    gan = CliRunner().invoke(app, ["train", "pix2pix", "--data", str(trained / "data"), "--out",
+                                   str(tmp_path / "g"), "--ngf", "4", "--ndf", "4",
+                                   "--num-downs", "5", "--context", "3", "--extra-window",
+                                   "-5,145", *TINY])
+    assert gan.exit_code == 0, gan.output
+    generator = load_package(tmp_path / "g")
+    assert generator.manifest["architecture"]["params"]["extra_windows"] == [[-5.0, 145.0]]
+    assert np.isfinite(generator.predict(ct)).all()

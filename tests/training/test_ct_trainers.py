@@ -213,17 +213,21 @@ def test_fine_tuning_starts_from_a_package_and_its_blend_member(data, tmp_path):
             torch.testing.assert_close(wide(x), narrow(x[:, 1:2]))
             assert not torch.allclose(wide(x), narrow(x[:, :1]))  # the centre slice, not the first
     # more CT windows: the new window's kernels start at zero, so the output is the source's
-    windowed = {"in_channels": 3, **fcn_net, "extra_windows": [[0.0, 120.0]],
-                "input_window": [-160.0, 240.0]}
-    narrow = build_fcn4s({"in_channels": 1, **fcn_net}).eval()
-    init_from_package(narrow, "fcn4s", {"in_channels": 1, **fcn_net}, blend)
-    wide = build_fcn4s(windowed).eval()
-    init_from_package(wide, "fcn4s", windowed, blend)
-    assert wide.features[0].weight[:, 3:].abs().sum() == 0
-    with torch.no_grad():
-        torch.testing.assert_close(wide(x), narrow(x[:, 1:2]))
+    for arch, build, net in (("fcn4s", build_fcn4s, fcn_net),
+                             ("pix2pix_unet", build_pix2pix_unet, {"num_downs": 5, "ngf": 4})):
+        windowed = {"in_channels": 3, **net, "extra_windows": [[0.0, 120.0]],
+                    "input_window": [-160.0, 240.0]}
+        narrow = build({"in_channels": 1, **net}).eval()
+        init_from_package(narrow, arch, {"in_channels": 1, **net}, blend)
+        wide = build(windowed).eval()
+        init_from_package(wide, arch, windowed, blend)
+        first_conv = next(m for m in wide.modules() if isinstance(m, torch.nn.Conv2d))
+        assert first_conv.in_channels == 6 and first_conv.weight[:, 3:].abs().sum() == 0
+        with torch.no_grad():
+            torch.testing.assert_close(wide(x), narrow(x[:, 1:2]))
     with pytest.raises(ModelError, match="more CT windows"):  # another input range: refused
-        other = {**windowed, "input_window": [-100.0, 200.0], "extra_windows": [[0.0, 100.0]]}
+        other = {"in_channels": 3, **fcn_net, "input_window": [-100.0, 200.0],
+                 "extra_windows": [[0.0, 100.0]]}
         init_from_package(build_fcn4s(other), "fcn4s", other, blend)
     with pytest.raises(ModelError, match="only more context slices"):  # 1 -> 2: no centre
         init_from_package(build_fcn4s({**params, "in_channels": 2}), "fcn4s",
