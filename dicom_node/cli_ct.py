@@ -77,6 +77,9 @@ WindowOpt = Annotated[list[str] | None, typer.Option(
     "--extra-window", help="A narrower CT window LOW,HIGH HU (inside -160,240) fed beside each "
     "slice, e.g. -5,145 for the liver; repeatable. With --init, windows after the package's "
     "start at zero.")]
+InputLrOpt = Annotated[float, typer.Option("--input-lr-factor", min=0.0, help="The first "
+                                          "convolution learns this many times faster (new "
+                                          "slices or windows after --init; 1 = off).")]
 NoiseOpt = Annotated[float | None, typer.Option("--aug-noise-hu", min=0.0, help="Largest "
                                                 "extra CT noise sigma of the augmentation "
                                                 "(HU on the model grid; default 12).")]
@@ -184,7 +187,7 @@ def train_fcn(
                                            "channels).")] = 0.5,
     batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN "
                                              "blocks (for training from scratch).")] = False,
-    extra_window: WindowOpt = None,
+    extra_window: WindowOpt = None, input_lr_factor: InputLrOpt = 1.0,
 ) -> None:
     """Train FCN-4s (VGG-16 backbone) CT -> SUV and write an `fcn4s` model package."""
     from training.ct_trainers import train_fcn as run
@@ -193,6 +196,7 @@ def train_fcn(
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", vgg_weights=vgg16, seed=seed, device=device,
                   antialias=antialias, init=init, aug_noise_hu=aug_noise_hu,
+                  input_lr_factor=input_lr_factor,
                   amp=amp, net={"width": width, "fc_channels": fc_channels, "dropout": dropout,
                                 "batch_norm": batch_norm, **_windows(extra_window, CT_WINDOW)},
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,
@@ -236,6 +240,7 @@ def train_pix2pix(
     antialias: AntialiasOpt = True, init: InitOpt = None, aug_noise_hu: NoiseOpt = None,
     workers: WorkersOpt = 0, max_minutes: MinutesOpt = None, cache_dir: CacheOpt = None,
     positive_p: PositiveOpt = 0.0, extra_window: WindowOpt = None,
+    input_lr_factor: InputLrOpt = 1.0,
 ) -> None:
     """Train pix2pix (U-Net generator + 70x70 PatchGAN) CT -> SUV; writes a `pix2pix_unet`
     package (the generator)."""
@@ -245,6 +250,7 @@ def train_pix2pix(
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", seed=seed, device=device, amp=amp,
                   antialias=antialias, init=init, aug_noise_hu=aug_noise_hu,
+                  input_lr_factor=input_lr_factor,
                   net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs,
                        **_windows(extra_window, CT_WINDOW)}, lam=lam,
                   **_sampling(ctx, lesion_p, negative_p, negative_studies, augment, spacing,

@@ -163,11 +163,13 @@ def test_extra_ct_window_reaches_the_package_and_its_predictions(trained, tmp_pa
     args = ["train", "fcn", "--data", str(trained / "data"), "--width", "0.0625",
             "--fc-channels", "8", "--context", "3", "--init", str(trained / "fcn"), *TINY]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "w"),
-                                      "--extra-window", "0,120", "--lr", "1e-9"])
+                                      "--extra-window", "0,120", "--lr", "1e-9",
+                                      "--input-lr-factor", "10"])
     assert result.exit_code == 0, result.output
     windowed, source = load_package(tmp_path / "w"), load_package(trained / "fcn")
     params = windowed.manifest["architecture"]["params"]
     assert params["extra_windows"] == [[0.0, 120.0]] and params["input_window"] == [-160.0, 240.0]
+    assert windowed.manifest["training"]["config"]["input_lr_factor"] == 10.0
     ct = np.random.default_rng(3).normal(55.0, 20.0, (5, 40, 40)).astype(np.float32)
     np.testing.assert_allclose(windowed.predict(ct), source.predict(ct), atol=1e-3)  # starts equal
     bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--extra-window", "0,500"])

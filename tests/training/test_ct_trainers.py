@@ -243,3 +243,19 @@ def test_fine_tuning_starts_from_a_package_and_its_blend_member(data, tmp_path):
     after = load_file(str(tmp_path / "t" / "pkg" / "model.safetensors"))
     key = "features.0.weight"
     torch.testing.assert_close(after[key], first[key], atol=1e-6, rtol=1e-4)  # lr ~0: unchanged
+
+
+def test_input_lr_factor_speeds_up_only_the_first_convolution():
+    from training.ct_trainers import runtime as R
+
+    for net in (build_fcn4s(width=1 / 16, fc_channels=8, in_channels=3),
+                build_pix2pix_unet(num_downs=5, ngf=4, in_channels=3)):
+        assert len(R.param_groups(net)) == 1  # factor 1: one group, old checkpoints resume
+        opt = torch.optim.Adam(R.param_groups(net, 5.0), lr=1.0)
+        R.set_lr(opt, 1e-3)
+        slow, fast = opt.param_groups
+        first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        assert {id(p) for p in fast["params"]} == {id(p) for p in first.parameters()}
+        assert fast["lr"] == pytest.approx(5e-3) and slow["lr"] == pytest.approx(1e-3)
+        assert len(slow["params"]) + len(fast["params"]) == sum(
+            p.requires_grad for p in net.parameters())

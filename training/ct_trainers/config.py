@@ -25,6 +25,7 @@ class TrainConfig:
     decay_epochs: int | None = None  # last epochs with linear lr decay to 0; None: epochs // 2
     batch_size: int | None = None  # None: fcn 8, pix2pix 1 (as published)
     lr: float | None = None  # None: fcn 1e-4, pix2pix 2e-4
+    input_lr_factor: float = 1.0  # the first convolution's lr multiple (runtime.param_groups)
     betas: tuple[float, float] = (0.5, 0.999)
     crop: int | None = None  # random in-plane crop (multiple of the network stride); None: whole
     context: int = 1  # adjacent CT slices as input channels (1 = the paper's 2-D slices)

@@ -31,8 +31,8 @@ def train_fcn(cfg: TrainConfig) -> Path:
         load_vgg16_weights(net, cfg.vgg_weights)
     model = R.prepare(net, rt)
     lr = cfg.lr or DEFAULT_LR
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr,
-                           betas=cfg.betas)
+    opt = torch.optim.Adam(R.param_groups(model, cfg.input_lr_factor), lr=lr, betas=cfg.betas)
+    R.set_lr(opt, lr)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         with R.autocast(rt, cfg.amp):

@@ -36,7 +36,8 @@ def train_pix2pix(cfg: TrainConfig) -> Path:
     disc_net = NLayerDiscriminator(cfg.context + 1, norm=norm, **d_params)
     gen, disc = R.prepare(gen_net, rt), R.prepare(disc_net, rt)
     lr = cfg.lr or DEFAULT_LR
-    opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=cfg.betas)
+    opt_g = torch.optim.Adam(R.param_groups(gen, cfg.input_lr_factor), lr=lr, betas=cfg.betas)
+    R.set_lr(opt_g, lr)
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=cfg.betas)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:

@@ -109,8 +109,24 @@ def lr_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Every group at `lr` times its own `lr_scale` (see `param_groups`)."""
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def param_groups(model: nn.Module, input_lr_factor: float = 1.0) -> list[dict]:
+    """Optimizer groups: the first convolution learns `input_lr_factor` times faster than the
+    rest. Why: after `--init` widens the input (more slices, more CT windows) the new kernels
+    start at zero beside trained ones, and at a fine-tuning lr Adam moves them too slowly for
+    the network to learn what they add; a faster first layer is the usual remedy for a new
+    layer in a trained network. Factor 1: one group, as before (old checkpoints resume)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if input_lr_factor == 1.0:
+        return [{"params": params}]
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Conv3d))
+    fast = {id(p) for p in first.parameters()}
+    return [{"params": [p for p in params if id(p) not in fast]},
+            {"params": [p for p in params if id(p) in fast], "lr_scale": input_lr_factor}]
 
 
 def all_mean(value: float, rt: Runtime) -> float:
