@@ -207,7 +207,7 @@ def train_fcn(
 
 
 def _windows(values: list[str] | None, base: dict) -> dict:
-    """FCN parameters for `--extra-window LOW,HIGH` values (none: none, old manifests stay)."""
+    """Network parameters for `--extra-window LOW,HIGH` values (none: none, manifests as before)."""
     if not values:
         return {}
     windows = []

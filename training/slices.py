@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 from pipeline.models.package import normalize
+from pipeline.models.windows import CT_INPUT_WINDOW_HU
 from training.pairs import Pair
 
-CT_WINDOW = {"kind": "ct_window", "low": -160.0, "high": 240.0}
+CT_WINDOW = {"kind": "ct_window", "low": CT_INPUT_WINDOW_HU[0], "high": CT_INPUT_WINDOW_HU[1]}
 
 
 class SliceSet:

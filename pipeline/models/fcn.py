@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.models.windows import InputWindows
+from pipeline.models.windows import CT_INPUT_WINDOW_HU, InputWindows
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class FCN4s(nn.Module):
                  fc_channels: int = 4096, dropout: float = 0.5,
                  learn_final_upsample: bool = False, batch_norm: bool = False,
                  extra_windows: list[list[float]] | None = None,
-                 input_window: tuple[float, float] = (-160.0, 240.0)) -> None:
+                 input_window: tuple[float, float] = CT_INPUT_WINDOW_HU) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.windows = InputWindows(input_window, extra_windows or [])

@@ -23,7 +23,7 @@ import logging
 import torch
 from torch import nn
 
-from pipeline.models.windows import InputWindows
+from pipeline.models.windows import CT_INPUT_WINDOW_HU, InputWindows
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class UnetGenerator(nn.Module):
     def __init__(self, in_channels: int = 1, out_channels: int = 1, num_downs: int = 8,
                  ngf: int = 64, norm: str = "batch", use_dropout: bool = True,
                  unit_output: bool = False, extra_windows: list[list[float]] | None = None,
-                 input_window: tuple[float, float] = (-160.0, 240.0)) -> None:
+                 input_window: tuple[float, float] = CT_INPUT_WINDOW_HU) -> None:
         super().__init__()
         if num_downs < 5:
             raise ValueError("num_downs must be >= 5 (ngf, 2ngf, 4ngf, 8ngf, innermost 8ngf)")

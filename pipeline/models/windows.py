@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+CT_INPUT_WINDOW_HU = (-160.0, 240.0)  # the paper's CT window, what the CT networks' input spans
+
 
 class InputWindows(nn.Module):
     """x normalized to [-1, 1] over `base` HU -> [x, window_1(x), ...] along channels.

@@ -25,12 +25,12 @@ from torch import nn
 
 from pipeline.errors import ModelError
 from pipeline.models.package import BLEND
+from pipeline.models.windows import CT_INPUT_WINDOW_HU
 
 log = logging.getLogger(__name__)
 
 MEMBER_OF = {"fcn4s": "fcn", "pix2pix_unet": "cgan"}
 TRAINING_ONLY = {"dropout"}  # parameters that change training, not the weights' shapes
-DEFAULT_INPUT_WINDOW = (-160.0, 240.0)  # FCN4s's default: the HU range its input spans
 
 
 def init_from_package(network: nn.Module, arch: str, params: dict, package: Path) -> None:
@@ -69,7 +69,7 @@ def init_from_package(network: nn.Module, arch: str, params: dict, package: Path
 
 def _windows(params: dict) -> tuple[tuple[float, float], list[tuple[float, float]]]:
     """Pop the input window and the extra CT windows of `params` (defaults when absent)."""
-    base = params.pop("input_window", None) or DEFAULT_INPUT_WINDOW
+    base = params.pop("input_window", None) or CT_INPUT_WINDOW_HU
     extra = params.pop("extra_windows", None) or []
     return (float(base[0]), float(base[1])), [(float(lo), float(hi)) for lo, hi in extra]
 
