@@ -174,6 +174,9 @@ def test_extra_ct_window_reaches_the_package_and_its_predictions(trained, tmp_pa
     np.testing.assert_allclose(windowed.predict(ct), source.predict(ct), atol=1e-3)  # starts equal
     bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--extra-window", "0,500"])
     assert bad.exit_code == 2 and "not inside -160,240 HU" in bad.output
+    odd = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o"), "--extra-window", "120"])
+    assert odd.exit_code == 2 and "is not LOW,HIGH in HU" in odd.output
+    assert not (tmp_path / "o").exists()
     assert not (tmp_path / "b").exists()
     gan = CliRunner().invoke(app, ["train", "pix2pix", "--data", str(trained / "data"), "--out",
                                    str(tmp_path / "g"), "--ngf", "4", "--ndf", "4",
