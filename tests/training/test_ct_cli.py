@@ -177,6 +177,9 @@ def test_extra_ct_window_reaches_the_package_and_its_predictions(trained, tmp_pa
     odd = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o"), "--extra-window", "120"])
     assert odd.exit_code == 2 and "is not LOW,HIGH in HU" in odd.output
     assert not (tmp_path / "o").exists()
+    slower = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "n"), "--input-lr-factor", "-1"])
+    assert slower.exit_code == 2 and "--input-lr-factor" in slower.output
+    assert not (tmp_path / "n").exists()
     assert not (tmp_path / "b").exists()
     gan = CliRunner().invoke(app, ["train", "pix2pix", "--data", str(trained / "data"), "--out",
                                    str(tmp_path / "g"), "--ngf", "4", "--ndf", "4",
