@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -98,9 +99,18 @@ def _command(ctx: typer.Context) -> str:
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
             parts.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, (list, tuple)):  # a repeatable option: once per value
+            parts += [_option(flag, v) for v in value]
         elif value is not None:
-            parts += [flag, str(value)]
+            parts.append(_option(flag, value))
     return " ".join(parts)
+
+
+def _option(flag: str, value: object) -> str:
+    """`--flag value` as a shell word; `--flag=value` where the value starts with '-' (a window
+    such as -5,145 would otherwise read as an option)."""
+    text = str(value)
+    return f"{flag}={shlex.quote(text)}" if text.startswith("-") else f"{flag} {shlex.quote(text)}"
 
 
 def _spacing(text: str) -> tuple[float, float, float]:
