@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import typer.main
+from typer.testing import CliRunner
 
 from dicom_node.cli import app
 from pipeline.models.package import load_package
@@ -61,9 +62,16 @@ def test_the_lease_script_trains_both_networks_and_returns_their_packages(tmp_pa
     words = shlex.split(training["command"])
     assert words[:3] == ["vpet", "train", "fcn"] and "--extra-window=-5,145" in words
     fcn_command = typer.main.get_command(app).commands["train"].commands["fcn"]
-    replay = fcn_command.make_context("fcn", words[3:])
+    replay = fcn_command.make_context("fcn", words[3:])  # parses only, runs nothing
     assert replay.params["extra_window"] == ["-5,145"]
     assert replay.params["init"] == tmp_path / "work" / "fcn" and replay.params["epochs"] == 2
+    # after the lease, here: the two packages blend as 0.4.2's do, and the blend runs
+    blend = CliRunner().invoke(app, ["train", "blend", "--fcn", str(out / "fcnp"), "--cgan",
+                                     str(out / "cgan"), "--hot-mask", "fcn_and_cgan",
+                                     "--flip-tta", "fcn", "--out", str(tmp_path / "blend")])
+    assert blend.exit_code == 0, blend.output
+    pred = load_package(tmp_path / "blend").predict(ct)
+    assert pred.shape == ct.shape and np.isfinite(pred).all()
 
 
 def test_a_broken_step_fails_the_script_and_names_its_log(tmp_path):

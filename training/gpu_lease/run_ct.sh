@@ -13,7 +13,7 @@ PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 TOTAL_MINUTES=${TOTAL_MINUTES:-9.2}     # the whole script, data included
 WORKERS=${WORKERS:-$(( $(nproc) > 4 ? $(nproc) - 3 : 1 ))}
-SAMPLES=${SAMPLES:-40000}               # crops per epoch (CPU runs: 3000-4000)
+SAMPLES=${SAMPLES:-24000}               # crops per epoch (CPU runs: 3000-4000)
 PLAIN_SAMPLES=${PLAIN_SAMPLES:-8000}    # the FCN's plain-loss recalibration, as on CPU: 2 x 4000
 BATCH=${BATCH:-16}
 CROP=${CROP:-128}
@@ -50,27 +50,28 @@ COMMON=(--cache-dir "$WORK/cache" --data "$WORK/train" --val-data "$WORK/val" --
         --negative-studies 12)
 FCN_NET=(--width 0.25 --fc-channels 256 --dropout 0.1 --batch-norm)
 
+keep() {  # NAME: copy a finished package into $OUT at once (a call cut at its limit keeps it)
+    [ -f "$WORK/$1/manifest.json" ] || return 0
+    mkdir -p "$OUT/$1" && cp "$WORK/$1/manifest.json" "$WORK/$1/model.safetensors" "$OUT/$1/"
+}
 # Budgets: the FCN half of what is left, less its plain-loss tail; the cGAN the rest, less one
-# epoch's overrun and the export (each trainer stops after the epoch that passes its budget).
+# epoch's overrun, loading the pair cache and the export (a trainer stops after the epoch that
+# passes its budget; the FCN builds the cache before its clock starts, and the cGAN gets less).
 log "FCN, SUV-weighted ($(share 0.5 0.6) min)"
 vpet train fcn "${COMMON[@]}" "${FCN_NET[@]}" --out "$WORK/fcn" --init "$INIT" \
-    --input-lr-factor 20 --samples-per-epoch "$SAMPLES" --epochs 1000 --loss weighted --weight-floor 1.0 \
-    --lesion-p 0.25 --positive-p 0.2 --average-last 3 --seed 91 \
+    --input-lr-factor 20 --samples-per-epoch "$SAMPLES" --epochs 1000 --loss weighted \
+    --weight-floor 1.0 --lesion-p 0.25 --positive-p 0.2 --average-last 3 --seed 91 \
     --max-minutes "$(share 0.5 0.6)" >"$OUT/fcn.log" 2>&1 || log "FCN failed: $OUT/fcn.log"
 log "FCN, plain loss"
 vpet train fcn "${COMMON[@]}" "${FCN_NET[@]}" --out "$WORK/fcnp" --init "$WORK/fcn" \
     --samples-per-epoch "$(( PLAIN_SAMPLES / 2 ))" --epochs 2 --loss plain --weight-floor 0.0 \
     --lesion-p 0.15 --seed 92 >"$OUT/fcnp.log" 2>&1 || log "plain FCN failed: $OUT/fcnp.log"
-log "cGAN ($(share 1.0 0.9) min)"
+keep fcnp
+log "cGAN ($(share 1.0 1.5) min)"
 vpet train pix2pix "${COMMON[@]}" --out "$WORK/cgan" --init "$INIT" --input-lr-factor 20 \
     --samples-per-epoch "$SAMPLES" --epochs 1000 --ngf 16 --ndf 16 --num-downs 5 --loss weighted \
     --weight-floor 1.0 --lesion-p 0.3 --positive-p 0.15 --average-last 2 --seed 93 \
-    --max-minutes "$(share 1.0 0.9)" >"$OUT/cgan.log" 2>&1 || log "cGAN failed: $OUT/cgan.log"
-
-for net in fcnp cgan; do  # what comes back: 2 packages (2 files each) and 3 logs
-    if [ -f "$WORK/$net/manifest.json" ]; then
-        mkdir -p "$OUT/$net" && cp "$WORK/$net/manifest.json" "$WORK/$net/model.safetensors" "$OUT/$net/"
-    fi
-done
+    --max-minutes "$(share 1.0 1.5)" >"$OUT/cgan.log" 2>&1 || log "cGAN failed: $OUT/cgan.log"
+keep cgan  # what comes back: 2 packages (2 files each) and 3 logs
 log "done in $("$PY" -c "print(round(($(date +%s) - $started) / 60, 1))") min"
 [ -f "$OUT/fcnp/manifest.json" ] && [ -f "$OUT/cgan/manifest.json" ]
