@@ -35,6 +35,7 @@ from skimage.metrics import structural_similarity
 from pipeline.models.package import BLEND, ModelPackage, load_package
 from pipeline.models.predictors import blend_members, predict_members
 from training.detectability import DETECTABLE_SNR, ct_snr
+from training.intervals import poisson_rate, rounded, wilson
 from training.metrics import BODY_HU, _sphere_mask
 from training.pairs import Pair, Skipped, load_pairs, why_skipped
 from training.phantoms.abdomen import PhantomLesion
@@ -172,7 +173,8 @@ def _diameter_mm(mask: np.ndarray, pair: Pair) -> float:
 
 
 def overall(cases: list[dict]) -> dict:
-    """Pooled lesion counts (TPR, FP per case) and mean image metrics over cases."""
+    """Pooled lesion counts (TPR, FP per case, each with its 95% interval) and mean image
+    metrics over cases."""
     hot = sum(c["lesions_hot"] for c in cases)
     found = sum(c["found"] for c in cases)
     errors = [les["suvmax_error"] for c in cases for les in c["lesions"]]
@@ -181,18 +183,21 @@ def overall(cases: list[dict]) -> dict:
     measured = any("ct_snr" in les for c in cases for les in c["lesions"])
     mean = {k: round(float(np.nanmean([c[k] for c in cases])), 4)
             for k in ("mae", "rmse", "psnr", "ssim")} if cases else {}
+    fps = sum(c["false_positives"] for c in cases)
+    found_shown = sum(les["found"] for les in shown)
     return {"cases": len(cases), "lesions_hot_in_pet": hot, "lesions_found": found,
             "lesion_tpr": round(found / hot, 4) if hot else None,
-            "false_positives_per_case": round(sum(c["false_positives"] for c in cases)
-                                              / max(len(cases), 1), 3),
+            "lesion_tpr_ci95": rounded(wilson(found, hot)),
+            "false_positives_per_case": round(fps / max(len(cases), 1), 3),
+            "false_positives_per_case_ci95": rounded(poisson_rate(fps, len(cases))),
             "false_positives_per_case_body": round(
                 sum(c.get("false_positives_body", c["false_positives"]) for c in cases)
                 / max(len(cases), 1), 3),
             "fp_scope": "liver" if cases and all(c.get("fp_scope") == "liver" for c in cases)
             else "body",
             "lesions_ct_detectable": len(shown) if measured else None,
-            "lesion_tpr_ct_detectable": (round(sum(les["found"] for les in shown) / len(shown), 4)
-                                         if shown else None),
+            "lesion_tpr_ct_detectable": round(found_shown / len(shown), 4) if shown else None,
+            "lesion_tpr_ct_detectable_ci95": rounded(wilson(found_shown, len(shown))),
             "cysts": sum(c["cysts"] for c in cases),
             "cysts_predicted_hot": sum(c["cysts_predicted_hot"] for c in cases),
             "suvmax_error_mean": round(float(np.mean(errors)), 3) if errors else None,

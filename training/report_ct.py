@@ -17,9 +17,11 @@ from training.pairs import left_out
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("lesion_tpr", "lesions_found", "lesions_hot_in_pet", "lesion_tpr_ct_detectable",
-           "lesions_ct_detectable", "false_positives_per_case",
-           "false_positives_per_case_body", "cysts_predicted_hot", "suvmax_error_mean", "mae", "rmse", "psnr", "ssim")
+COLUMNS = ("lesion_tpr", "lesion_tpr_ci95", "lesions_found", "lesions_hot_in_pet",
+           "lesion_tpr_ct_detectable", "lesion_tpr_ct_detectable_ci95", "lesions_ct_detectable",
+           "false_positives_per_case", "false_positives_per_case_ci95",
+           "false_positives_per_case_body", "cysts_predicted_hot", "suvmax_error_mean", "mae",
+           "rmse", "psnr", "ssim")
 SUV_DISPLAY_MAX = 6.0
 TILE = 160
 
@@ -35,11 +37,13 @@ def write_markdown(report: dict, path: Path) -> None:
              "(`false_positives_per_case_body`). Phantom lesions carry `ct_snr`, the CT's "
              "evidence for them (matched-filter SNR on the model grid, "
              "training.detectability); `lesion_tpr_ct_detectable` counts those with "
-             f"ct_snr >= {DETECTABLE_SNR:g}, the lesions a CT -> PET model can be asked to find."),
+             f"ct_snr >= {DETECTABLE_SNR:g}, the lesions a CT -> PET model can be asked to find. "
+             "`_ci95`: 95% interval (Wilson for a TPR, exact Poisson for false positives per "
+             "case; the paper's 24 of 26 is 0.76-0.98, its 2 in 8 cases 0.03-0.90)."),
              "",
              "| method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, row in report["overall"].items():
-        lines.append(f"| {name} | " + " | ".join(str(row.get(c)) for c in COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(_cell(row.get(c)) for c in COLUMNS) + " |")
     if report.get("skipped"):
         lines += ["", left_out(report["skipped"])]
     lines += _missed_lesions(report)
@@ -53,6 +57,13 @@ def write_markdown(report: dict, path: Path) -> None:
                   f"{c['cysts_predicted_hot']}/{c['cysts']} | {c['mae']} | {c['rmse']} | "
                   f"{c['psnr']} | {c['ssim']} |" for c in cases]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _cell(value) -> str:
+    """A table cell; an interval [low, high] as low-high."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return f"{value[0]:g}-{value[1]:g}"
+    return str(value)
 
 
 def _missed_lesions(report: dict) -> list[str]:

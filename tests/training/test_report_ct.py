@@ -48,3 +48,16 @@ def test_false_positives_listed_with_each_networks_value(tmp_path):
     assert "| 3 | 0.4 | 2.9 | 37.4 | 1.9 | yes | 7.4 | 2.45 |" in text
     write_markdown(_report(found=True), tmp_path / "r.md")
     assert "## False positives of blend (0)\n\nNone." in (tmp_path / "r.md").read_text()
+
+
+def test_overall_table_shows_intervals_as_low_high(tmp_path):
+    report = _report(found=True)
+    report["overall"] = {"blend": {"lesion_tpr": 0.667, "lesion_tpr_ci95": [0.417, 0.848],
+                                   "false_positives_per_case": 0.333,
+                                   "false_positives_per_case_ci95": [0.091, 0.853]}}
+    write_markdown(report, tmp_path / "r.md")
+    row = next(line for line in (tmp_path / "r.md").read_text().splitlines()
+               if line.startswith("| blend |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == ["0.667", "0.417-0.848"]
+    assert "0.333" in cells and "0.091-0.853" in cells
