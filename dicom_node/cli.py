@@ -324,6 +324,9 @@ def phantoms_make(
              "spheres (a generality check: same seeds, same anatomy).")] = True,
     ct_noise: Annotated[str | None, typer.Option(
         help="Abdomen: CT noise sigma range LOW,HIGH in HU (default 5,18).")] = None,
+    ct_noise_grain: Annotated[float, typer.Option(
+        min=0.0, help="Abdomen: CT noise correlated in-plane over this FWHM in mm, as a "
+                      "scanner's kernel makes it (default 0: white).")] = 0.0,
 ) -> None:
     """Write paired synthetic CT/PET (abdomen) or MR/PET (brain) phantom cases."""
     from training.phantoms.make import make_phantoms
@@ -335,8 +338,11 @@ def phantoms_make(
         kwargs["lesion_rims"] = lesion_rims
         if ct_noise is not None:
             kwargs["ct_noise_hu"] = _parse_range(ct_noise, "--ct-noise")
-    elif not lesion_rims or ct_noise is not None:
-        raise _fail("--no-lesion-rims and --ct-noise apply to abdomen phantoms only", 2)
+        if ct_noise_grain:
+            kwargs["ct_noise_grain_mm"] = ct_noise_grain
+    elif not lesion_rims or ct_noise is not None or ct_noise_grain:
+        raise _fail("--no-lesion-rims, --ct-noise and --ct-noise-grain apply to abdomen "
+                    "phantoms only", 2)
     try:
         make_phantoms(out, cases, seed, kind, **kwargs)
     except ValueError as exc:

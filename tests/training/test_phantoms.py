@@ -136,3 +136,22 @@ def test_flat_lesions_and_other_noise_keep_the_same_draws(tmp_path):
     i = vol.image.TransformPhysicalPointToIndex(ref)
     patch = (vol.array() - ct)[i[2], i[1] - 4:i[1] + 4, i[0] - 4:i[0] + 4]
     assert 8 < patch.std() < 16  # only the noise differs, at the sigma asked for
+
+
+def test_correlated_noise_keeps_sigma_anatomy_and_pet(tmp_path):
+    """--ct-noise-grain: the same draws filtered in-plane, so the same seed keeps its lesions and
+    PET, the per-voxel sigma stays the one asked for, and neighbours now correlate."""
+    kw = {"ct_shape": (8, 64, 64), "n_lesions": 1, "kinds": ("hypodense",),
+          "ct_noise_hu": (10.0, 10.0)}
+    white = make_case(tmp_path / "white", 13, **kw)
+    grain = make_case(tmp_path / "grain", 13, ct_noise_grain_mm=20.0, **kw)  # ~3 px at 64 px
+    flat = make_case(tmp_path / "flat", 13, **{**kw, "ct_noise_hu": (0.0, 0.0)})
+    assert white.lesions == grain.lesions
+    pet = [pydicom.dcmread(c.pet_paths[0]).pixel_array for c in (white, grain)]
+    assert np.array_equal(*pet)  # the PET's own noise draws come after the CT's, unchanged
+    base = load_series(flat.ct_paths).array()
+    for case, low, high in ((white, -0.15, 0.15), (grain, 0.6, 0.95)):
+        noise = (load_series(case.ct_paths).array() - base)[:, 2:14, 2:14]  # air, no clipping
+        assert 8.5 < noise.std() < 11.5
+        lag1 = np.corrcoef(noise[:, :, :-1].ravel(), noise[:, :, 1:].ravel())[0, 1]
+        assert low < lag1 < high, lag1

@@ -32,3 +32,16 @@ def test_abdomen_variants_from_the_command_line(tmp_path):
     brain = runner.invoke(app, ["phantoms", "make", "--kind", "brain", "--no-lesion-rims",
                                 "--out", str(tmp_path / "b")])
     assert brain.exit_code == 2 and "abdomen" in brain.output
+
+
+def test_correlated_noise_from_the_command_line(tmp_path):
+    ok = runner.invoke(app, ["phantoms", "make", "--cases", "1", "--seed", "3", "--shape",
+                             "8,48,48", "--ct-noise-grain", "2.5", "--out", str(tmp_path / "g")])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "g" / "cases.json").read_text())[0]["seed"] == 3
+    bad = runner.invoke(app, ["phantoms", "make", "--ct-noise-grain", "-1", "--out",
+                              str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
+    brain = runner.invoke(app, ["phantoms", "make", "--kind", "brain", "--ct-noise-grain", "2",
+                                "--out", str(tmp_path / "b")])
+    assert brain.exit_code == 2 and "abdomen" in brain.output

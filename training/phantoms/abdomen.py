@@ -166,8 +166,10 @@ def _kind_p(kinds: Sequence[str], weights: Sequence[float] | None = None) -> lis
 
 
 def _ct_volume(rng, shapes, grid: A.Grid, hu_lut, lesions,
-               noise_hu: tuple[float, float] = CT_NOISE_HU) -> tuple[np.ndarray, np.ndarray]:
-    """CT stored values (int16, HU + 1024) and the label volume; noise sigma drawn in `noise_hu`."""
+               noise_hu: tuple[float, float] = CT_NOISE_HU,
+               grain_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """CT stored values (int16, HU + 1024) and the label volume; noise sigma drawn in `noise_hu`,
+    white, or with `grain_mm` > 0 correlated in-plane (see `_grain`)."""
     labels = A.paint(shapes, grid)
     hu = hu_lut[labels]
     for les in lesions:
@@ -176,8 +178,20 @@ def _ct_volume(rng, shapes, grid: A.Grid, hu_lut, lesions,
         hu[box] = np.where(inside, lesion_ct_hu(les, rn, float(hu_lut[A.LIVER])), hu[box])
     sigma = float(rng.uniform(*noise_hu))
     for k in range(0, hu.shape[0], 32):  # chunked noise keeps memory flat for big volumes
-        hu[k:k + 32] += rng.standard_normal(hu[k:k + 32].shape, dtype=np.float32) * sigma
+        noise = rng.standard_normal(hu[k:k + 32].shape, dtype=np.float32)
+        hu[k:k + 32] += (_grain(noise, grain_mm / grid.spacing[0]) if grain_mm > 0 else noise) * sigma
     return np.clip(hu + 1024, 0, 4095).astype(np.int16), labels
+
+
+def _grain(noise: np.ndarray, fwhm_px: float) -> np.ndarray:
+    """White noise made correlated in-plane (Gaussian of `fwhm_px`), back to unit variance.
+
+    Why: a scanner's reconstruction kernel correlates CT noise over a millimetre or two, so at
+    the same per-voxel sigma it survives the model grid's low-pass far more than white noise
+    does; the default phantoms have white noise, real CT does not. The same normals are drawn
+    either way, so a seed keeps its anatomy, lesions and PET."""
+    smooth = gaussian_filter(noise, sigma=(0.0, fwhm_px / 2.355, fwhm_px / 2.355))
+    return smooth / max(float(smooth.std()), 1e-6)
 
 
 def lesion_ct_hu(les: PhantomLesion, rn: np.ndarray, liver_hu: float) -> np.ndarray | float:
@@ -273,7 +287,8 @@ def make_case(out_dir: Path, seed: int, *, ct_shape: tuple[int, int, int] = (80,
               kinds: Sequence[str] = KINDS, diameter_range_mm: tuple[float, float] = (5.0, 30.0),
               kind_p: Sequence[float] | None = None, write_pet: bool = True,
               contrast: bool | None = None, lesion_rims: bool = True,
-              ct_noise_hu: tuple[float, float] = CT_NOISE_HU) -> CaseInfo:
+              ct_noise_hu: tuple[float, float] = CT_NOISE_HU,
+              ct_noise_grain_mm: float = 0.0) -> CaseInfo:
     """Write one phantom study (CT in `out_dir/CT`, PET in `out_dir/PT`); returns its ground truth.
 
     CT in-plane spacing is the field of view (random 400-460 mm) over the matrix size, so the
@@ -281,8 +296,9 @@ def make_case(out_dir: Path, seed: int, *, ct_shape: tuple[int, int, int] = (80,
     (default 0.5 hypodense, 0.2 isodense, 0.3 cyst). Unset slice thickness, PET grid and PET
     resolution are drawn per case (slice thickness around the value that covers ~360 mm);
     `contrast` forces the CT phase (None: portal venous in ~35% of cases).
-    `lesion_rims` False and `ct_noise_hu` make phantoms this generator does not make by default
-    (flat lesions, other CT noise) from the same random draws, so the same seed gives the same
+    `lesion_rims` False, `ct_noise_hu` and `ct_noise_grain_mm` make phantoms this generator
+    does not make by default (flat lesions, other CT noise, correlated noise) from the same
+    random draws, so the same seed gives the same
     anatomy and lesions: the generality checks of a model trained on the default phantoms.
     """
     rng = np.random.default_rng(seed)
@@ -308,7 +324,7 @@ def make_case(out_dir: Path, seed: int, *, ct_shape: tuple[int, int, int] = (80,
     lesions = _place_lesions(rng, marks["liver"], ct_labels, ct, n_lesions, kinds,
                              diameter_range_mm, float(hu_lut[A.LIVER]), kind_p, lesion_rims)
     del ct_labels
-    stored, labels = _ct_volume(rng, shapes, ct, hu_lut, lesions, ct_noise_hu)
+    stored, labels = _ct_volume(rng, shapes, ct, hu_lut, lesions, ct_noise_hu, ct_noise_grain_mm)
     weight = round(float(rng.uniform(50, 110)), 1)
     study = StudyInfo(patient_id=f"PHANTOM-{seed:06d}", patient_weight_kg=weight,
                       study_date=DATE, study_time=CT_TIME, accession_number=f"ACC{seed:06d}",
