@@ -84,6 +84,9 @@ InputLrOpt = Annotated[float, typer.Option("--input-lr-factor", min=0.0, help="T
 NoiseOpt = Annotated[float | None, typer.Option("--aug-noise-hu", min=0.0, help="Largest "
                                                 "extra CT noise sigma of the augmentation "
                                                 "(HU on the model grid; default 12).")]
+GrainOpt = Annotated[float, typer.Option("--aug-noise-grain", min=0.0, help="Largest in-plane "
+                                         "correlation (FWHM, mm) of that noise, drawn per "
+                                         "sample; default 0: white.")]
 AugOpt = Annotated[bool, typer.Option("--augment/--no-augment", help="Zoom, rotation, HU "
                                       "offset and CT noise per sample.")]
 
@@ -149,11 +152,14 @@ def _config(**kw):
 
     if kw.pop("loss") not in ("weighted", "plain"):
         raise typer.BadParameter("--loss must be weighted or plain")
-    noise = kw.pop("aug_noise_hu")
+    noise, grain = kw.pop("aug_noise_hu"), kw.pop("aug_noise_grain", 0.0)
+    if (noise is not None or grain) and kw["augment"] is None:
+        raise typer.BadParameter("--aug-noise-hu and --aug-noise-grain need the augmentation "
+                                 "(drop --no-augment)")
     if noise is not None:
-        if kw["augment"] is None:
-            raise typer.BadParameter("--aug-noise-hu needs the augmentation (drop --no-augment)")
         kw["augment"] = {**kw["augment"], "noise_hu": noise}
+    if grain:  # mm -> pixels of the model grid (in-plane spacing)
+        kw["augment"] = {**kw["augment"], "noise_grain_px": grain / kw["spacing_mm"][0]}
     device = resolve_device(kw.pop("device"))
     return TrainConfig(**kw, device=device)
 
@@ -192,7 +198,7 @@ def train_fcn(
     negative_studies: NegStudiesOpt = None, augment: AugOpt = True, average_last: AverageOpt = 1,
     antialias: AntialiasOpt = True, init: InitOpt = None, aug_noise_hu: NoiseOpt = None,
     workers: WorkersOpt = 0, max_minutes: MinutesOpt = None, cache_dir: CacheOpt = None,
-    positive_p: PositiveOpt = 0.0,
+    positive_p: PositiveOpt = 0.0, aug_noise_grain: GrainOpt = 0.0,
     dropout: Annotated[float, typer.Option(help="fc6/fc7 dropout (paper 0.5 at 4096 "
                                            "channels).")] = 0.5,
     batch_norm: Annotated[bool, typer.Option("--batch-norm/--no-batch-norm", help="VGG-16-BN "
@@ -206,6 +212,7 @@ def train_fcn(
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", vgg_weights=vgg16, seed=seed, device=device,
                   antialias=antialias, init=init, aug_noise_hu=aug_noise_hu,
+                  aug_noise_grain=aug_noise_grain,
                   input_lr_factor=input_lr_factor,
                   amp=amp, net={"width": width, "fc_channels": fc_channels, "dropout": dropout,
                                 "batch_norm": batch_norm, **_windows(extra_window, CT_WINDOW)},
@@ -250,7 +257,7 @@ def train_pix2pix(
     antialias: AntialiasOpt = True, init: InitOpt = None, aug_noise_hu: NoiseOpt = None,
     workers: WorkersOpt = 0, max_minutes: MinutesOpt = None, cache_dir: CacheOpt = None,
     positive_p: PositiveOpt = 0.0, extra_window: WindowOpt = None,
-    input_lr_factor: InputLrOpt = 1.0,
+    input_lr_factor: InputLrOpt = 1.0, aug_noise_grain: GrainOpt = 0.0,
 ) -> None:
     """Train pix2pix (U-Net generator + 70x70 PatchGAN) CT -> SUV; writes a `pix2pix_unet`
     package (the generator)."""
@@ -260,6 +267,7 @@ def train_pix2pix(
     cfg = _config(data=data, out=out, epochs=epochs, batch_size=batch, resume=resume, loss=loss,
                   weighted=loss == "weighted", seed=seed, device=device, amp=amp,
                   antialias=antialias, init=init, aug_noise_hu=aug_noise_hu,
+                  aug_noise_grain=aug_noise_grain,
                   input_lr_factor=input_lr_factor,
                   net={"ngf": ngf, "ndf": ndf, "num_downs": num_downs,
                        **_windows(extra_window, CT_WINDOW)}, lam=lam,

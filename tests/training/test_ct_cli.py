@@ -35,7 +35,8 @@ def trained(tmp_path_factory):
                                str(root / "cgan"), "--ngf", "4", "--ndf", "4", "--num-downs", "5",
                                "--context", "3", "--negative-p", "0.2", "--negative-studies", "1",
                                "--positive-p", "0.25",
-                               "--aug-noise-hu", "3", "--no-antialias", *TINY])
+                               "--aug-noise-hu", "3", "--aug-noise-grain", "16",
+                               "--no-antialias", *TINY])
     assert cgan.exit_code == 0, cgan.output
     again = runner.invoke(app, ["train", "pix2pix", "--data", str(root / "data"), "--out",
                                  str(root / "cgan-aa"), "--ngf", "4", "--ndf", "4",
@@ -57,7 +58,8 @@ def test_train_commands_write_loadable_packages(trained):
     assert cgan.manifest["training"]["config"]["weighted"] is True
     assert cgan.manifest["training"]["config"]["negative_studies"] == 1
     assert cgan.manifest["training"]["config"]["positive_p"] == 0.25
-    assert cgan.manifest["training"]["config"]["augment"] == {"noise_hu": 3.0}
+    assert cgan.manifest["training"]["config"]["augment"] == {"noise_hu": 3.0,
+                                                              "noise_grain_px": 2.0}  # 16 mm / 8
     assert cgan.manifest["input"]["antialias"] is False and cgan.antialias is False
     assert fcn.manifest["input"]["antialias"] is True and fcn.antialias is True
     assert fcn.manifest["training"]["config"]["average_last"] == 2
@@ -115,8 +117,14 @@ def test_noise_augmentation_without_augmentation_is_refused(trained, tmp_path):
     result = CliRunner().invoke(app, ["train", "pix2pix", "--data", str(trained / "data"),
                                       "--out", str(tmp_path / "g"), "--no-augment",
                                       "--aug-noise-hu", "3", *TINY])
-    assert result.exit_code == 2 and "--aug-noise-hu needs the augmentation" in result.output
+    assert result.exit_code == 2
+    assert "--aug-noise-hu and --aug-noise-grain need the augmentation" in result.output
     assert not (tmp_path / "g").exists()
+    grain = CliRunner().invoke(app, ["train", "fcn", "--data", str(trained / "data"), "--out",
+                                     str(tmp_path / "f"), "--no-augment", "--aug-noise-grain",
+                                     "4", "--width", "0.0625", "--fc-channels", "8", *TINY])
+    assert grain.exit_code == 2 and "need the augmentation" in grain.output
+    assert not (tmp_path / "f").exists()
 
 
 def test_blend_refuses_members_with_other_inputs(trained, tmp_path):

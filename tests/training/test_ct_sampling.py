@@ -83,3 +83,28 @@ def test_intensity_augmentation_shifts_and_adds_noise_within_window():
     assert noisy.min() >= -1.0 and noisy.max() <= 1.0
     assert float((noisy - plain).abs().mean()) > 0.005  # > 1 HU on average
     assert float((noisy - plain).abs().mean()) < 0.2
+
+
+def _lag1(noise: torch.Tensor) -> float:
+    """Correlation of in-plane neighbours (along x) of a noise stack."""
+    a, b = noise[..., :-1].flatten(), noise[..., 1:].flatten()
+    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+
+def test_grain_augmentation_adds_correlated_noise_at_the_drawn_sigma():
+    """--aug-noise-grain: the added noise correlates with its neighbours (white does not),
+    and stays inside the window at the same per-sample sigma range."""
+    pair = _pair()
+    slices = SliceSet([pair], context=3, multiple=8)
+    items = [(slices.index.index((0, 5)), 20, 20)] * 32
+    plain, _ = patch_batch(slices, items, 32, None, torch.Generator().manual_seed(0))
+    added = {}
+    for grain in (0.0, 6.0):
+        aug = Augment(0, 0, 0.0, 12.0, noise_grain_px=grain)
+        noisy, _ = patch_batch(slices, items, 32, aug, torch.Generator().manual_seed(3))
+        assert noisy.min() >= -1.0 and noisy.max() <= 1.0
+        added[grain] = noisy - plain
+    assert abs(_lag1(added[0.0])) < 0.1
+    assert _lag1(added[6.0]) > 0.4  # FWHM drawn in [0, 6] px: most samples well correlated
+    ratio = float(added[6.0].std() / added[0.0].std())
+    assert 0.7 < ratio < 1.3  # the same sigma draws, only the texture differs
