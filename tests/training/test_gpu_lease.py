@@ -51,6 +51,8 @@ def test_the_lease_script_trains_both_networks_and_returns_their_packages(tmp_pa
         assert manifest["architecture"]["name"] == arch
         params = manifest["architecture"]["params"]
         assert params["in_channels"] == 7 and params["extra_windows"] == [[-5.0, 145.0]]
+        augment = manifest["training"]["config"]["augment"]  # correlated noise, 5 mm / 2 mm
+        assert augment == {"noise_hu": 10.0, "noise_grain_px": 2.5}
         assert manifest["training"]["history"], "no epoch was recorded"
         pkg = load_package(out / name)
         x = normalize(ct, pkg.manifest["input"]["normalization"])

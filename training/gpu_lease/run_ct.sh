@@ -18,6 +18,8 @@ PLAIN_SAMPLES=${PLAIN_SAMPLES:-8000}    # the FCN's plain-loss recalibration, as
 BATCH=${BATCH:-16}
 CROP=${CROP:-128}
 INIT=${INIT:-pipeline/models/packages/demo-ct-pet}
+# extra CT noise, correlated like a scanner's: white-noise-only training calls its blobs lesions
+read -r -a AUG <<<"${AUG:---aug-noise-hu 10 --aug-noise-grain 5}"
 TRAIN_SETS=${TRAIN_SETS:-"80:0:64,192,192 40:2000:80,256,256 20:4000:96,320,320 8:6000:120,512,512 40:8000:64,192,192"}
 VAL_SET=${VAL_SET:-"16:50000:64,192,192"}  # the first 16 of VAL, as in the CPU runs
 started=$(date +%s)
@@ -45,7 +47,7 @@ make_set() {  # FOLDER "N:SEED:SHAPE ..."
 }
 log "phantoms"; make_set "$WORK/train" "$TRAIN_SETS"; make_set "$WORK/val" "$VAL_SET"
 COMMON=(--cache-dir "$WORK/cache" --data "$WORK/train" --val-data "$WORK/val" --batch "$BATCH"
-        --crop "$CROP" --context 7 --spacing 2 --augment --aug-noise-hu 4 --workers "$WORKERS"
+        --crop "$CROP" --context 7 --spacing 2 --augment "${AUG[@]}" --workers "$WORKERS"
         --extra-window=-5,145 --device "$DEVICE" --lr 0.0001 --negative-p 0.3
         --negative-studies 12)
 FCN_NET=(--width 0.25 --fc-channels 256 --dropout 0.1 --batch-norm)
