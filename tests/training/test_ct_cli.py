@@ -125,6 +125,9 @@ def test_noise_augmentation_without_augmentation_is_refused(trained, tmp_path):
                                      "4", "--width", "0.0625", "--fc-channels", "8", *TINY])
     assert grain.exit_code == 2 and "need the augmentation" in grain.output
     assert not (tmp_path / "f").exists()
+    negative = CliRunner().invoke(app, ["train", "fcn", "--data", str(trained / "data"), "--out",
+                                        str(tmp_path / "f"), "--aug-noise-grain", "-1", *TINY])
+    assert negative.exit_code == 2 and not (tmp_path / "f").exists()
 
 
 def test_blend_refuses_members_with_other_inputs(trained, tmp_path):

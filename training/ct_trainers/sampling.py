@@ -26,6 +26,7 @@ from scipy import ndimage
 from torch.nn import functional as F
 from torch.utils.data import Sampler
 
+from training.ct_noise import correlated
 from training.pairs import Pair
 from training.slices import SliceSet
 
@@ -185,27 +186,14 @@ def _warp(stack: torch.Tensor, cy: float, cx: float, crop: int, aug: Augment | N
 
 def _intensity(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
     """Global HU offset and extra noise per sample, in window units, clipped to [-1, 1]; the
-    noise white, or with `noise_grain_px` correlated in-plane like a scanner's (see _grain)."""
+    noise white, or with `noise_grain_px` correlated in-plane like a scanner's (training.ct_noise:
+    networks that only saw white noise call its blobs lesions, CT_MODEL_HISTORY.md)."""
     b = x.shape[0]
     shift = (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * aug.hu_shift / HU_PER_UNIT
     sigma = torch.rand(b, 1, 1, 1, generator=gen) * aug.noise_hu / HU_PER_UNIT
     noise = torch.randn(x.shape, generator=gen)
     if aug.noise_grain_px > 0:
         fwhm = torch.rand(b, generator=gen) * aug.noise_grain_px
-        noise = torch.stack([_grain(n, float(f)) for n, f in zip(noise, fwhm, strict=True)])
+        noise = torch.stack([torch.from_numpy(correlated(n.numpy(), float(f)))
+                             for n, f in zip(noise, fwhm, strict=True)])
     return (x + shift + noise * sigma).clamp(-1.0, 1.0)
-
-
-def _grain(noise: torch.Tensor, fwhm_px: float) -> torch.Tensor:
-    """(C, H, W) unit white noise blurred in-plane by a Gaussian of `fwhm_px`, back to unit
-    variance. Why: CT noise is correlated over a millimetre or two by the reconstruction
-    kernel; networks that only saw white noise call its blobs lesions (CT_MODEL_HISTORY.md)."""
-    sd = fwhm_px / 2.355
-    if sd < 0.3:  # narrower than a pixel: white already
-        return noise
-    r = torch.arange(-math.ceil(3 * sd), math.ceil(3 * sd) + 1, dtype=noise.dtype)
-    k = torch.exp(-r ** 2 / (2 * sd ** 2))
-    k = k / k.sum()
-    out = F.conv2d(noise[:, None], k.view(1, 1, 1, -1), padding=(0, len(r) // 2))
-    out = F.conv2d(out, k.view(1, 1, -1, 1), padding=(len(r) // 2, 0))[:, 0]
-    return out / out.std().clamp_min(1e-6)

@@ -33,6 +33,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from scipy.ndimage import gaussian_filter
 
+from training.ct_noise import correlated
 from training.phantoms import anatomy as A
 from training.phantoms.dicom_writer import StudyInfo, write_series
 
@@ -169,7 +170,9 @@ def _ct_volume(rng, shapes, grid: A.Grid, hu_lut, lesions,
                noise_hu: tuple[float, float] = CT_NOISE_HU,
                grain_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """CT stored values (int16, HU + 1024) and the label volume; noise sigma drawn in `noise_hu`,
-    white, or with `grain_mm` > 0 correlated in-plane (see `_grain`)."""
+    white, or with `grain_mm` > 0 correlated in-plane like a scanner's (training.ct_noise; at
+    the same sigma it survives the model grid's low-pass far more than white noise does). The
+    same normals are drawn either way, so a seed keeps its anatomy, lesions and PET."""
     labels = A.paint(shapes, grid)
     hu = hu_lut[labels]
     for les in lesions:
@@ -179,19 +182,8 @@ def _ct_volume(rng, shapes, grid: A.Grid, hu_lut, lesions,
     sigma = float(rng.uniform(*noise_hu))
     for k in range(0, hu.shape[0], 32):  # chunked noise keeps memory flat for big volumes
         noise = rng.standard_normal(hu[k:k + 32].shape, dtype=np.float32)
-        hu[k:k + 32] += (_grain(noise, grain_mm / grid.spacing[0]) if grain_mm > 0 else noise) * sigma
+        hu[k:k + 32] += correlated(noise, grain_mm / grid.spacing[0]) * sigma
     return np.clip(hu + 1024, 0, 4095).astype(np.int16), labels
-
-
-def _grain(noise: np.ndarray, fwhm_px: float) -> np.ndarray:
-    """White noise made correlated in-plane (Gaussian of `fwhm_px`), back to unit variance.
-
-    Why: a scanner's reconstruction kernel correlates CT noise over a millimetre or two, so at
-    the same per-voxel sigma it survives the model grid's low-pass far more than white noise
-    does; the default phantoms have white noise, real CT does not. The same normals are drawn
-    either way, so a seed keeps its anatomy, lesions and PET."""
-    smooth = gaussian_filter(noise, sigma=(0.0, fwhm_px / 2.355, fwhm_px / 2.355))
-    return smooth / max(float(smooth.std()), 1e-6)
 
 
 def lesion_ct_hu(les: PhantomLesion, rn: np.ndarray, liver_hu: float) -> np.ndarray | float:
