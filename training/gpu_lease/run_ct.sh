@@ -23,7 +23,7 @@ read -r -a AUG <<<"${AUG:---aug-noise-hu 10 --aug-noise-grain 5}"
 TRAIN_SETS=${TRAIN_SETS:-"80:0:64,192,192 40:2000:80,256,256 20:4000:96,320,320 8:6000:120,512,512 40:8000:64,192,192"}
 VAL_SET=${VAL_SET:-"16:50000:64,192,192"}  # the first 16 of VAL, as in the CPU runs
 started=$(date +%s)
-left() { "$PY" -c "print(max(0.0, $TOTAL_MINUTES - ($(date +%s) - $started) / 60))"; }
+left() { "$PY" -c "print(round(max(0.0, $TOTAL_MINUTES - ($(date +%s) - $started) / 60), 2))"; }
 share() { "$PY" -c "print(round(max(0.05, $(left) * $1 - $2), 2))"; }
 log() { echo "[$(date +%T)] $*"; }
 
@@ -59,21 +59,23 @@ keep() {  # NAME: copy a finished package into $OUT at once (a call cut at its l
 # Budgets: the FCN half of what is left, less its plain-loss tail; the cGAN the rest, less one
 # epoch's overrun, loading the pair cache and the export (a trainer stops after the epoch that
 # passes its budget; the FCN builds the cache before its clock starts, and the cGAN gets less).
-log "FCN, SUV-weighted ($(share 0.5 0.6) min)"
+minutes=$(share 0.5 0.6)
+log "FCN, SUV-weighted ($minutes min)"
 vpet train fcn "${COMMON[@]}" "${FCN_NET[@]}" --out "$WORK/fcn" --init "$INIT" \
     --input-lr-factor 20 --samples-per-epoch "$SAMPLES" --epochs 1000 --loss weighted \
     --weight-floor 1.0 --lesion-p 0.25 --positive-p 0.2 --average-last 3 --seed 91 \
-    --max-minutes "$(share 0.5 0.6)" >"$OUT/fcn.log" 2>&1 || log "FCN failed: $OUT/fcn.log"
+    --max-minutes "$minutes" >"$OUT/fcn.log" 2>&1 || log "FCN failed: $OUT/fcn.log"
 log "FCN, plain loss"
 vpet train fcn "${COMMON[@]}" "${FCN_NET[@]}" --out "$WORK/fcnp" --init "$WORK/fcn" \
     --samples-per-epoch "$(( PLAIN_SAMPLES / 2 ))" --epochs 2 --loss plain --weight-floor 0.0 \
     --lesion-p 0.15 --seed 92 >"$OUT/fcnp.log" 2>&1 || log "plain FCN failed: $OUT/fcnp.log"
 keep fcnp
-log "cGAN ($(share 1.0 1.5) min)"
+minutes=$(share 1.0 1.5)
+log "cGAN ($minutes min)"
 vpet train pix2pix "${COMMON[@]}" --out "$WORK/cgan" --init "$INIT" --input-lr-factor 20 \
     --samples-per-epoch "$SAMPLES" --epochs 1000 --ngf 16 --ndf 16 --num-downs 5 --loss weighted \
     --weight-floor 1.0 --lesion-p 0.3 --positive-p 0.15 --average-last 2 --seed 93 \
-    --max-minutes "$(share 1.0 1.5)" >"$OUT/cgan.log" 2>&1 || log "cGAN failed: $OUT/cgan.log"
+    --max-minutes "$minutes" >"$OUT/cgan.log" 2>&1 || log "cGAN failed: $OUT/cgan.log"
 keep cgan  # what comes back: 2 packages (2 files each) and 3 logs
-log "done in $("$PY" -c "print(round(($(date +%s) - $started) / 60, 1))") min"
+log "done, $(left) of $TOTAL_MINUTES min left"
 [ -f "$OUT/fcnp/manifest.json" ] && [ -f "$OUT/cgan/manifest.json" ]
